@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the e2e suite (e2e/tests/*.rs) against the local environment, or
+# against the cluster in KUBECONFIG when SWITCHYARD_EXTERNAL_CLUSTER=1.
+# Extra arguments go to the test binary, e.g. `hack/e2e.sh leader`.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+ENV=e2e/localenv.sh
+
+started=0
+if [ "${SWITCHYARD_EXTERNAL_CLUSTER:-0}" != 1 ]; then
+  if ! $ENV status | grep -q '^kube-apiserver .*running'; then started=1; fi
+  $ENV up
+  # The tests start and kill operators themselves; a background one would
+  # hold the Lease.
+  $ENV stop-operator
+fi
+cleanup() {
+  if [ "$started" = 1 ] && [ "${SWITCHYARD_KEEP_ENV:-0}" != 1 ]; then $ENV down --wipe; fi
+}
+trap cleanup EXIT
+
+# The operator the tests run, built once here rather than from inside a test.
+cargo build -q -p switchyard --bin switchyard
+cargo build -q -p switchyard-e2e --bin node-agent
+# One test at a time: the tests share one control plane, one node and the
+# operator's Lease.
+cargo test -p switchyard-e2e --tests -- --test-threads=1 "$@"

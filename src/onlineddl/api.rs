@@ -1,0 +1,243 @@
+//! The OnlineDDL API: a schema change applied through a shadow table with a
+//! cut-over the user can postpone, release and re-arm with `kubectl patch`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Progress, Throttle};
+
+/// An online schema change of one table.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "switchyard.io",
+    version = "v1alpha1",
+    kind = "OnlineDDL",
+    plural = "onlineddls",
+    singular = "onlineddl",
+    namespaced,
+    status = "OnlineDDLStatus",
+    shortname = "oddl",
+    shortname = "ddl",
+    category = "switchyard",
+    derive = "PartialEq",
+    doc = "An online schema change of one table, by shadow table and atomic cut-over.",
+    printcolumn(name = "Table", type_ = "string", json_path = ".spec.table"),
+    printcolumn(name = "Step", type_ = "string", json_path = ".status.step"),
+    printcolumn(
+        name = "Progress",
+        type_ = "integer",
+        json_path = ".status.progress.percent",
+        description = "Percent of rows copied"
+    ),
+    printcolumn(
+        name = "ETA",
+        type_ = "integer",
+        json_path = ".status.progress.etaSeconds",
+        description = "Seconds until the copy finishes"
+    ),
+    printcolumn(
+        name = "Lag",
+        type_ = "integer",
+        json_path = ".status.progress.lagSeconds",
+        description = "Seconds the change apply trails the binlog"
+    ),
+    printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.cutover.attempts", priority = 1),
+    printcolumn(
+        name = "Succeeded",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Succeeded")].status"#
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct OnlineDDLSpec {
+    /// MySQLCluster, in this namespace, whose primary holds the table.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("cluster is immutable"))]
+    pub cluster: String,
+
+    /// Database (schema) of the table.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("database is immutable"))]
+    pub database: String,
+
+    /// Table to change.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("table is immutable"))]
+    pub table: String,
+
+    /// The ALTER TABLE clause without the `ALTER TABLE t` prefix, for example
+    /// `ADD COLUMN note VARCHAR(64) NULL`. Several comma-separated changes are
+    /// allowed. Immutable: create a new resource for a different change.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("alter is immutable"))]
+    pub alter: String,
+
+    /// auto (default): try ALGORITHM=INSTANT, fall back to the shadow table.
+    /// instant: only the instant path, fail if the change is not instant-capable.
+    /// shadow: always copy through a shadow table.
+    #[serde(default)]
+    pub strategy: Strategy,
+
+    /// Hold the cut-over at ReadyToComplete, still applying changes, until this
+    /// is set back to false. May be set at any time before completion, even
+    /// while cut-over attempts are running: no new attempt starts.
+    #[serde(default)]
+    pub postpone_completion: bool,
+
+    /// Cut-over attempt bounds.
+    #[serde(default)]
+    pub cutover: CutoverPolicy,
+
+    /// Limits that pause copy and apply while the cluster is busy.
+    #[serde(default)]
+    pub throttle: Throttle,
+
+    /// Seconds to keep the original table (renamed `_<table>_old_<timestamp>`)
+    /// after the cut-over before dropping it. Default 86400 (24 h).
+    #[serde(default = "default_retain_old_table")]
+    #[schemars(range(min = 0))]
+    pub retain_old_table_seconds: i64,
+
+    /// Stop the change: drop the shadow table and leave the original untouched.
+    /// Has no effect once the cut-over has happened.
+    #[serde(default)]
+    pub cancel: bool,
+}
+
+fn default_retain_old_table() -> i64 {
+    86_400
+}
+
+/// How the change is applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Try ALGORITHM=INSTANT first, then the shadow table.
+    #[default]
+    Auto,
+    /// ALGORITHM=INSTANT only.
+    Instant,
+    /// Always the shadow table.
+    Shadow,
+}
+
+/// Bounds of the cut-over, the moment the shadow table replaces the original.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CutoverPolicy {
+    /// Longest time one attempt may hold the table lock, in seconds; writers
+    /// stall at most this long. Default 3.
+    #[serde(default = "default_lock_wait")]
+    #[schemars(range(min = 1, max = 60))]
+    pub lock_wait_timeout_seconds: i32,
+
+    /// Attempts before the cut-over parks with CutoverAttemptsExhausted.
+    /// Default 10.
+    #[serde(default = "default_max_attempts")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_attempts: i32,
+
+    /// Wait before the second attempt, in seconds; doubles for each later
+    /// attempt, capped at 300. Default 5.
+    #[serde(default = "default_backoff")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub backoff_seconds: i32,
+
+    /// Attempt only while the change apply trails the binlog by less than
+    /// this many seconds. Default 2.
+    #[serde(default = "default_max_lag")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub max_lag_seconds: i32,
+
+    /// Re-arm counter: after attempts are exhausted, set this to any value
+    /// different from `status.cutover.retry` (e.g. increment it) to get a
+    /// fresh `maxAttempts`. Stable under repeated GitOps applies.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub retry: i32,
+}
+
+impl Default for CutoverPolicy {
+    fn default() -> Self {
+        Self {
+            lock_wait_timeout_seconds: default_lock_wait(),
+            max_attempts: default_max_attempts(),
+            backoff_seconds: default_backoff(),
+            max_lag_seconds: default_max_lag(),
+            retry: 0,
+        }
+    }
+}
+
+fn default_lock_wait() -> i32 {
+    3
+}
+fn default_max_attempts() -> i32 {
+    10
+}
+fn default_backoff() -> i32 {
+    5
+}
+fn default_max_lag() -> i32 {
+    2
+}
+
+/// Observed state of an OnlineDDL.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OnlineDDLStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Current step: Pending, Validating, Instant, Preparing, Copying,
+    /// ReadyToComplete, Postponed, CuttingOver, Complete, Cancelled or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+
+    /// Row copy and change apply progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+
+    /// Cut-over attempts and their outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutover: Option<CutoverStatus>,
+
+    /// Name of the shadow table being filled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_table: Option<String>,
+
+    /// Name the original table got at cut-over, kept for `retainOldTableSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_table: Option<String>,
+
+    /// Result of the shadow-vs-original checksum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+
+    /// ReadyToComplete and Succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::k8s::conditions::schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Cut-over attempts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CutoverStatus {
+    /// Attempts made since the last re-arm.
+    #[serde(default)]
+    pub attempts: i32,
+    /// Why the last attempt failed, including any blocker (connection id,
+    /// query, age).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Earliest time of the next attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_time: Option<Time>,
+    /// Longest time writers were stalled by the table lock, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_stall_millis: Option<i64>,
+    /// The `spec.cutover.retry` value the attempts count belongs to.
+    #[serde(default)]
+    pub retry: i32,
+}
