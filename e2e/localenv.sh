@@ -10,6 +10,7 @@
 #   e2e/localenv.sh run      up, then install the CRDs and the chart's RBAC, start
 #                            the operator as the chart's ServiceAccount, apply examples/
 #   e2e/localenv.sh operator (re)start only the operator; stop-operator stops it
+#   e2e/localenv.sh operator-objects   CRDs, RBAC and token kubeconfig, no operator
 #
 # Every step is idempotent: running `up` twice leaves one of each process.
 set -euo pipefail
@@ -363,6 +364,7 @@ case "$cmd" in
     printf '\nTry: kubectl get switchyard -A    (operator log: %s)\n' "$RUN_DIR/switchyard.log"
     ;;
   operator) start_operator ;;
+  operator-objects) install_operator_objects ;;
   stop-operator) stop switchyard ;;
   down) down "${1:-}" ;;
   status) status ;;

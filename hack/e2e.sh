@@ -14,6 +14,7 @@ if [ "${SWITCHYARD_EXTERNAL_CLUSTER:-0}" != 1 ]; then
   # The tests start and kill operators themselves; a background one would
   # hold the Lease.
   $ENV stop-operator
+  $ENV operator-objects
 fi
 cleanup() {
   if [ "$started" = 1 ] && [ "${SWITCHYARD_KEEP_ENV:-0}" != 1 ]; then $ENV down --wipe; fi
