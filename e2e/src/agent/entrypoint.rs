@@ -1,0 +1,477 @@
+//! First start of a server on an empty datadir, following the contract of the
+//! official mariadb/mysql images' docker-entrypoint.sh: install the system
+//! tables, run a temporary socket-only server, set up root, the database and
+//! the user from the environment, run /docker-entrypoint-initdb.d, stop the
+//! temporary server. Charts and operators written for those images rely on
+//! exactly this behaviour.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use super::mounts::MountTable;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(
+        "Database is uninitialized and password option is not specified. You need to specify one of \
+         MARIADB_ROOT_PASSWORD, MARIADB_ALLOW_EMPTY_ROOT_PASSWORD and MARIADB_RANDOM_ROOT_PASSWORD \
+         (or their MYSQL_ equivalents)"
+    )]
+    NoRootPassword,
+    #[error("{step}: {detail}")]
+    Step { step: String, detail: String },
+}
+
+fn step(step: &str, detail: impl std::fmt::Display) -> InitError {
+    InitError::Step { step: step.to_string(), detail: detail.to_string() }
+}
+
+/// What the environment asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// None with `random_root_password` false means "empty password allowed".
+    pub root_password: Option<String>,
+    pub random_root_password: bool,
+    pub root_host: String,
+    pub database: Option<String>,
+    pub user: Option<(String, String)>,
+    pub skip_tzinfo: bool,
+}
+
+/// Read the environment like the image: MARIADB_X, else MYSQL_X, each also as
+/// X_FILE naming a file (read through `read_file`, which maps container paths).
+pub fn settings(env: &[(String, String)], read_file: &dyn Fn(&str) -> Option<String>) -> Result<Settings, InitError> {
+    let raw = |name: &str| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let get = |suffix: &str| -> Option<String> {
+        for prefix in ["MARIADB_", "MYSQL_"] {
+            let name = format!("{prefix}{suffix}");
+            if let Some(v) = raw(&name).filter(|v| !v.is_empty()) {
+                return Some(v);
+            }
+            if let Some(path) = raw(&format!("{name}_FILE")).filter(|v| !v.is_empty())
+                && let Some(v) = read_file(&path)
+            {
+                return Some(v.trim_end_matches('\n').to_string());
+            }
+        }
+        None
+    };
+    let yes = |suffix: &str| get(suffix).is_some_and(|v| !matches!(v.as_str(), "0" | "no" | "false"));
+    let root_password = get("ROOT_PASSWORD");
+    let random_root_password = root_password.is_none() && yes("RANDOM_ROOT_PASSWORD");
+    if root_password.is_none()
+        && !random_root_password
+        && !yes("ALLOW_EMPTY_ROOT_PASSWORD")
+        && !yes("ALLOW_EMPTY_PASSWORD")
+    {
+        return Err(InitError::NoRootPassword);
+    }
+    let user = get("USER").filter(|u| u != "root");
+    Ok(Settings {
+        root_password,
+        random_root_password,
+        root_host: get("ROOT_HOST").unwrap_or_else(|| "%".to_string()),
+        database: get("DATABASE"),
+        user: user.map(|u| (u, get("PASSWORD").unwrap_or_default())),
+        skip_tzinfo: yes("INITDB_SKIP_TZINFO"),
+    })
+}
+
+/// A single-quoted SQL string literal.
+pub fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A backquoted SQL identifier.
+pub fn sql_ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+/// The SQL the image runs on the temporary server (docker_setup_db).
+pub fn setup_sql(s: &Settings, root_password: &str) -> String {
+    let mut sql = String::from(
+        "SET @@SESSION.SQL_LOG_BIN=0;\n\
+         SET @@SESSION.SQL_MODE=REPLACE(@@SESSION.SQL_MODE, 'NO_BACKSLASH_ESCAPES', '');\n\
+         DROP USER IF EXISTS root@'127.0.0.1', root@'::1';\n\
+         EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@\\'', @@hostname,'\\'');\n",
+    );
+    let pw = sql_string(root_password);
+    if !root_password.is_empty() {
+        sql.push_str(&format!("SET PASSWORD FOR 'root'@'localhost'= PASSWORD({pw});\n"));
+    }
+    if s.root_host != "localhost" {
+        let host = sql_string(&s.root_host);
+        sql.push_str(&format!(
+            "CREATE USER 'root'@{host} IDENTIFIED BY {pw};\n\
+             GRANT ALL ON *.* TO 'root'@{host} WITH GRANT OPTION;\n\
+             GRANT PROXY ON ''@'%' TO 'root'@{host} WITH GRANT OPTION;\n"
+        ));
+    }
+    if let Some(db) = &s.database {
+        sql.push_str(&format!("CREATE DATABASE IF NOT EXISTS {};\n", sql_ident(db)));
+    }
+    if let Some((user, password)) = &s.user {
+        let user = sql_string(user);
+        sql.push_str(&format!("CREATE USER {user}@'%' IDENTIFIED BY {};\n", sql_string(password)));
+        if let Some(db) = &s.database {
+            sql.push_str(&format!("GRANT ALL ON {}.* TO {user}@'%';\n", sql_ident(db)));
+        }
+    }
+    sql
+}
+
+fn random_password() -> String {
+    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut bytes = [0u8; 32];
+    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if filled.is_err() {
+        let seed = jiff::Timestamp::now().as_nanosecond() as u64;
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (seed >> ((i % 8) * 8)) as u8 ^ (i as u8).wrapping_mul(31);
+        }
+    }
+    bytes.iter().map(|b| CHARS[*b as usize % CHARS.len()] as char).collect()
+}
+
+/// An empty datadir, as the image decides it: no `mysql` system schema.
+pub fn needs_init(datadir: &Path) -> bool {
+    !datadir.join("mysql").is_dir()
+}
+
+/// Everything the first start needs.
+pub struct InitJob {
+    pub mariadbd: PathBuf,
+    pub my_cnf: PathBuf,
+    pub datadir: PathBuf,
+    pub socket: PathBuf,
+    pub run_dir: PathBuf,
+    pub log: PathBuf,
+    /// The pod's own server options; the image passes them to both steps.
+    pub server_args: Vec<String>,
+    /// The container environment (already resolved).
+    pub env: Vec<(String, String)>,
+    pub initdb_dir: Option<PathBuf>,
+    pub mounts: MountTable,
+}
+
+impl InitJob {
+    fn log_line(&self, line: &str) {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.log) {
+            let _ = writeln!(f, "{} [Entrypoint]: {line}", jiff::Timestamp::now());
+        }
+    }
+
+    fn log_file(&self) -> Result<std::fs::File, InitError> {
+        std::fs::OpenOptions::new().create(true).append(true).open(&self.log).map_err(|e| step("opening mysqld.log", e))
+    }
+
+    fn client(&self, password: Option<&str>, database: Option<&str>) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new("mariadb");
+        c.arg("--no-defaults")
+            .arg("--protocol=socket")
+            .arg(format!("--socket={}", self.socket.display()))
+            .arg("-uroot")
+            .arg("--binary-mode")
+            .env_remove("MYSQL_PWD")
+            .kill_on_drop(true);
+        if let Some(db) = database {
+            c.arg(format!("--database={db}"));
+        }
+        if let Some(pw) = password.filter(|p| !p.is_empty()) {
+            // Not on the command line, where `ps` would show it.
+            c.env("MYSQL_PWD", pw);
+        }
+        c
+    }
+
+    async fn run_sql(
+        &self,
+        what: &str,
+        sql: &[u8],
+        password: Option<&str>,
+        database: Option<&str>,
+    ) -> Result<(), InitError> {
+        let mut child = self
+            .client(password, database)
+            .stdin(Stdio::piped())
+            .stdout(self.log_file()?)
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| step(what, e))?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let write = async {
+            let r = stdin.write_all(sql).await;
+            drop(stdin);
+            r
+        };
+        let (written, output) = tokio::join!(write, child.wait_with_output());
+        let output = output.map_err(|e| step(what, e))?;
+        if !output.status.success() {
+            return Err(step(what, String::from_utf8_lossy(&output.stderr).trim()));
+        }
+        written.map_err(|e| step(what, e))
+    }
+
+    async fn wait_for_temp_server(&self, server: &mut tokio::process::Child) -> Result<(), InitError> {
+        for _ in 0..120 {
+            if let Ok(Some(status)) = server.try_wait() {
+                return Err(step(
+                    "temporary server",
+                    format!("exited with {status} before accepting connections; see mysqld.log"),
+                ));
+            }
+            let ping = self
+                .client(None, None)
+                .arg("-e")
+                .arg("SELECT 1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await;
+            if ping.is_ok_and(|s| s.success()) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(step("temporary server", "did not accept connections within 60s; see mysqld.log"))
+    }
+
+    pub async fn run(&self) -> Result<(), InitError> {
+        let settings = settings(&self.env, &|path| std::fs::read_to_string(self.mounts.translate_path(path)).ok())?;
+        std::fs::create_dir_all(&self.datadir).map_err(|e| step("creating datadir", e))?;
+        self.log_line("Initializing database files");
+        let install = tokio::process::Command::new("mariadb-install-db")
+            .arg(format!("--defaults-file={}", self.my_cnf.display()))
+            .args(["--user=root", "--rpm", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg(format!("--datadir={}", self.datadir.display()))
+            .args(["--default-time-zone=SYSTEM", "--enforce-storage-engine=", "--skip-log-bin", "--expire-logs-days=0"])
+            .args(["--loose-innodb_buffer_pool_load_at_startup=0", "--loose-innodb_buffer_pool_dump_at_shutdown=0"])
+            .args(&self.server_args)
+            .stdin(Stdio::null())
+            .stdout(self.log_file()?)
+            .stderr(self.log_file()?)
+            .kill_on_drop(true)
+            .status()
+            .await
+            .map_err(|e| step("mariadb-install-db", e))?;
+        if !install.success() {
+            return Err(step("mariadb-install-db", format!("{install}; see mysqld.log")));
+        }
+
+        self.log_line("Starting temporary server");
+        let mut server = tokio::process::Command::new(&self.mariadbd)
+            .arg(format!("--defaults-file={}", self.my_cnf.display()))
+            .args(&self.server_args)
+            .args(["--skip-networking", "--default-time-zone=SYSTEM", "--wsrep_on=OFF", "--expire-logs-days=0"])
+            .args(["--skip-slave-start", "--loose-innodb_buffer_pool_load_at_startup=0", "--skip-ssl"])
+            .arg(format!("--socket={}", self.socket.display()))
+            .stdin(Stdio::null())
+            .stdout(self.log_file()?)
+            .stderr(self.log_file()?)
+            // If the pod goes away mid-init, dropping this future kills it.
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| step("temporary server", e))?;
+        let result = self.configure(&settings, &mut server).await;
+
+        self.log_line("Stopping temporary server");
+        if let Some(pid) = server.id() {
+            let _ = super::process::send_signal(pid, libc::SIGTERM);
+        }
+        match tokio::time::timeout(Duration::from_secs(120), server.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                let _ = server.kill().await;
+            }
+        }
+        if result.is_ok() {
+            self.log_line("MariaDB init process done. Ready for start up.");
+        }
+        result
+    }
+
+    async fn configure(&self, settings: &Settings, server: &mut tokio::process::Child) -> Result<(), InitError> {
+        self.wait_for_temp_server(server).await?;
+        if !settings.skip_tzinfo {
+            let tz = tokio::process::Command::new("mariadb-tzinfo-to-sql")
+                .args(["--skip-write-binlog", "/usr/share/zoneinfo"])
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .map_err(|e| step("mariadb-tzinfo-to-sql", e))?;
+            self.run_sql("loading time zones", &tz.stdout, None, Some("mysql")).await?;
+        }
+        let root_password = match (&settings.root_password, settings.random_root_password) {
+            (Some(pw), _) => pw.clone(),
+            (None, true) => {
+                let pw = random_password();
+                self.log_line(&format!("GENERATED ROOT PASSWORD: {pw}"));
+                pw
+            }
+            (None, false) => String::new(),
+        };
+        self.log_line("Securing system users and creating the database and user from the environment");
+        self.run_sql("setting up users", setup_sql(settings, &root_password).as_bytes(), None, None).await?;
+        self.run_init_scripts(settings, &root_password).await
+    }
+
+    async fn run_init_scripts(&self, settings: &Settings, root_password: &str) -> Result<(), InitError> {
+        let Some(dir) = &self.initdb_dir else { return Ok(()) };
+        let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+        let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+        files.sort();
+        let database = settings.database.as_deref();
+        for file in files {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let decompress = |tool: &str| -> Result<Vec<u8>, InitError> {
+                let out =
+                    std::process::Command::new(tool).arg("-dc").arg(&file).output().map_err(|e| step(&name, e))?;
+                if out.status.success() {
+                    Ok(out.stdout)
+                } else {
+                    Err(step(&name, String::from_utf8_lossy(&out.stderr).trim()))
+                }
+            };
+            let sql = if name.ends_with(".sql") {
+                Some(std::fs::read(&file).map_err(|e| step(&name, e))?)
+            } else if name.ends_with(".sql.gz") {
+                Some(decompress("gzip")?)
+            } else if name.ends_with(".sql.xz") {
+                Some(decompress("xz")?)
+            } else if name.ends_with(".sql.zst") {
+                Some(decompress("zstd")?)
+            } else {
+                None
+            };
+            if let Some(sql) = sql {
+                self.log_line(&format!("running {name}"));
+                self.run_sql(&name, &sql, Some(root_password), database).await?;
+            } else if name.ends_with(".sh") {
+                self.log_line(&format!("sourcing {name}"));
+                self.run_shell(&file, &name, root_password).await?;
+            } else {
+                self.log_line(&format!("ignoring {name}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The image sources .sh scripts in its own shell, where
+    /// `docker_process_sql` and `${mysql[@]}` reach the temporary server.
+    async fn run_shell(&self, file: &Path, name: &str, root_password: &str) -> Result<(), InitError> {
+        let text = std::fs::read_to_string(file).map_err(|e| step(name, e))?;
+        let copy = self.run_dir.join("tmp").join(format!("initdb-{name}"));
+        std::fs::create_dir_all(self.run_dir.join("tmp")).map_err(|e| step(name, e))?;
+        std::fs::write(&copy, self.mounts.translate_text(&text)).map_err(|e| step(name, e))?;
+        let socket = self.socket.display().to_string();
+        let prelude = format!(
+            "mysql=( mariadb --protocol=socket -uroot -hlocalhost --socket={socket} )\n\
+             docker_process_sql() {{ if [ -n \"$MARIADB_DATABASE\" ]; then set -- --database=\"$MARIADB_DATABASE\" \"$@\"; \
+             elif [ -n \"$MYSQL_DATABASE\" ]; then set -- --database=\"$MYSQL_DATABASE\" \"$@\"; fi; \
+             mariadb --protocol=socket -uroot -hlocalhost --socket={socket} \"$@\"; }}\n\
+             mysql_note() {{ echo \"[Note] [Entrypoint]: $*\"; }}\n\
+             mysql_warn() {{ echo \"[Warn] [Entrypoint]: $*\" >&2; }}\n\
+             set -e\nsource \"$1\"\n"
+        );
+        let mut env: Vec<(String, String)> = self.env.clone();
+        env.push(("MYSQL_UNIX_PORT".into(), socket.clone()));
+        env.push(("MYSQL_HOME".into(), self.run_dir.display().to_string()));
+        env.push(("MYSQL_PWD".into(), root_password.to_string()));
+        env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
+        let status = tokio::process::Command::new("bash")
+            .arg("-c")
+            .arg(prelude)
+            .arg(name)
+            .arg(&copy)
+            .env_clear()
+            .envs(env)
+            .current_dir(&self.run_dir)
+            .stdin(Stdio::null())
+            .stdout(self.log_file()?)
+            .stderr(self.log_file()?)
+            .kill_on_drop(true)
+            .status()
+            .await
+            .map_err(|e| step(name, e))?;
+        if status.success() { Ok(()) } else { Err(step(name, format!("{status}; see mysqld.log"))) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn no_files(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn a_password_option_is_required() {
+        assert!(matches!(settings(&env(&[]), &no_files), Err(InitError::NoRootPassword)));
+        let s = settings(&env(&[("MYSQL_ALLOW_EMPTY_PASSWORD", "yes")]), &no_files).unwrap();
+        assert_eq!(s.root_password, None);
+        assert!(!s.random_root_password);
+        let s = settings(&env(&[("MARIADB_RANDOM_ROOT_PASSWORD", "1")]), &no_files).unwrap();
+        assert!(s.random_root_password);
+    }
+
+    #[test]
+    fn mariadb_names_win_over_mysql_names_and_files_work() {
+        let s = settings(
+            &env(&[
+                ("MYSQL_ROOT_PASSWORD", "mysql-pw"),
+                ("MARIADB_ROOT_PASSWORD", "maria-pw"),
+                ("MYSQL_DATABASE", "app"),
+                ("MYSQL_USER", "appuser"),
+                ("MARIADB_PASSWORD_FILE", "/run/secrets/pw"),
+            ]),
+            &|p| (p == "/run/secrets/pw").then(|| "from-file\n".to_string()),
+        )
+        .unwrap();
+        assert_eq!(s.root_password.as_deref(), Some("maria-pw"));
+        assert_eq!(s.database.as_deref(), Some("app"));
+        assert_eq!(s.user, Some(("appuser".to_string(), "from-file".to_string())));
+        assert_eq!(s.root_host, "%");
+    }
+
+    #[test]
+    fn setup_sql_creates_root_everywhere_database_and_user() {
+        let s = Settings {
+            root_password: Some("p'w".into()),
+            random_root_password: false,
+            root_host: "%".into(),
+            database: Some("app`db".into()),
+            user: Some(("u".into(), "secret".into())),
+            skip_tzinfo: false,
+        };
+        let sql = setup_sql(&s, "p'w");
+        assert!(sql.contains("SET PASSWORD FOR 'root'@'localhost'= PASSWORD('p\\'w');"));
+        assert!(sql.contains("CREATE USER 'root'@'%' IDENTIFIED BY 'p\\'w';"));
+        assert!(sql.contains("CREATE DATABASE IF NOT EXISTS `app``db`;"));
+        assert!(sql.contains("CREATE USER 'u'@'%' IDENTIFIED BY 'secret';"));
+        assert!(sql.contains("GRANT ALL ON `app``db`.* TO 'u'@'%';"));
+        assert!(sql.starts_with("SET @@SESSION.SQL_LOG_BIN=0;"));
+
+        let local_only = Settings { root_host: "localhost".into(), root_password: None, ..s };
+        let sql = setup_sql(&local_only, "");
+        assert!(!sql.contains("SET PASSWORD"));
+        assert!(!sql.contains("'root'@'%'"));
+    }
+
+    #[test]
+    fn random_passwords_differ() {
+        let (a, b) = (random_password(), random_password());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+}

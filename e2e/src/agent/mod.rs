@@ -1,0 +1,134 @@
+//! The node agent: kubelet and scheduler stand-in for one local node.
+//!
+//! It registers a Node, keeps it Ready, binds pending pods to it, provisions
+//! hostPath volumes for claims, and runs every MySQL-family pod as a real
+//! `mariadbd` process on its own loopback address. See `e2e/README` material
+//! in the module docs below for the on-disk layout.
+//!
+//! State dir layout (shared with the `signal` subcommand and the e2e harness):
+//! `<state>/pods/<ns>/<pod>/` run dir (my.cnf, socket, pid files, mysqld.log,
+//! materialized volumes), `<state>/volumes/<ns>/<claim>/` claim data,
+//! `<state>/ips.json` pod addresses.
+
+pub mod entrypoint;
+pub mod env;
+pub mod error;
+pub mod events;
+pub mod image;
+pub mod ipam;
+pub mod layout;
+pub mod mounts;
+pub mod mycnf;
+pub mod node;
+pub mod options;
+pub mod pods;
+pub mod probe;
+pub mod process;
+pub mod provisioner;
+pub mod scheduler;
+pub mod signal;
+pub mod status;
+pub mod supervisor;
+pub mod volumes;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use error::{AgentError, Result};
+use layout::StateLayout;
+
+pub const DEFAULT_NODE_NAME: &str = "switchyard-local";
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// None: the usual kubeconfig lookup (KUBECONFIG, ~/.kube/config).
+    pub kubeconfig: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub node_name: String,
+    pub mariadbd: PathBuf,
+}
+
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer().await.map_err(|e| AgentError::Invalid(format!("no kubeconfig: {e}")))?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+fn server_version(mariadbd: &std::path::Path) -> String {
+    std::process::Command::new(mariadbd)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            // "mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu ..."
+            text.split_whitespace().skip_while(|w| *w != "Ver").nth(1).map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Run until SIGINT/SIGTERM. Servers keep running when the agent stops; the
+/// next agent run adopts them.
+pub async fn run(config: AgentConfig) -> Result<()> {
+    let client = client(config.kubeconfig.as_deref()).await?;
+    let layout = StateLayout::new(&config.state_dir);
+    for dir in [layout.pods_root(), layout.volumes_root()] {
+        std::fs::create_dir_all(&dir).map_err(AgentError::io(format!("creating {}", dir.display())))?;
+    }
+    let version = server_version(&config.mariadbd);
+    let options = options::ServerOptions::detect(&config.mariadbd);
+    let facts = node::NodeFacts::detect(&config.node_name, &version);
+    tracing::info!(node = %config.node_name, state = %config.state_dir.display(), mariadbd = %version, "starting node agent");
+
+    // The API server may still be coming up; keep trying.
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match node::register(&client, &facts).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "registering node failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+
+    let recorder = events::Recorder::new(client.clone(), &config.node_name);
+    let shared = Arc::new(supervisor::Shared {
+        client: client.clone(),
+        node_name: config.node_name.clone(),
+        layout: layout.clone(),
+        ipam: std::sync::Mutex::new(ipam::Ipam::load(&layout.ips_file())?),
+        options,
+        recorder: recorder.clone(),
+        mariadbd: config.mariadbd.clone(),
+        image_id: format!("mariadbd://{version}"),
+        host_ip: Ipv4Addr::LOCALHOST,
+    });
+    let labels = node::node_object(&facts).metadata.labels.unwrap_or_default();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(node::heartbeat(client.clone(), facts));
+    tasks.spawn(scheduler::run(client.clone(), recorder, config.node_name.clone(), labels));
+    tasks.spawn(provisioner::run(client.clone(), layout));
+    tasks.spawn(pods::Manager::new(shared).run());
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(AgentError::io("installing SIGTERM handler"))?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; leaving servers running for the next agent run"),
+        _ = term.recv() => tracing::info!("terminated; leaving servers running for the next agent run"),
+        done = tasks.join_next() => tracing::error!(?done, "a node agent loop ended unexpectedly"),
+    }
+    Ok(())
+}

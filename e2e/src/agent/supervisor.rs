@@ -1,0 +1,919 @@
+//! One pod's life on this node, from binding to deletion: the part of a
+//! kubelet that syncs a pod. A supervisor task owns at most one mariadbd per
+//! pod, starts it (running the image's first-start contract when the datadir
+//! is empty), probes it, restarts it per restartPolicy with a capped backoff,
+//! stops it gracefully on deletion, and reports all of it in the pod status.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Container, ContainerStateTerminated, Pod, PodStatus};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::{Api, Client};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::entrypoint::{self, InitJob};
+use super::env::{self, PodFacts};
+use super::events::{Kind, Recorder};
+use super::image::{self, ImageSupport};
+use super::ipam::Ipam;
+use super::layout::{PodPaths, StateLayout};
+use super::mycnf::{self, ServerLayout};
+use super::options::ServerOptions;
+use super::probe::{self, Outcome, Prober, Target, Tracker};
+use super::process::{self, ExitInfo, ProcessRecord, ServerProcess};
+use super::status::{self, ContainerRuntime, PodRuntime, State, Termination};
+use super::volumes::{self, VolumeError};
+
+pub const MYSQL_PORT: u16 = 3306;
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A run this long resets the backoff: it was not a crash loop.
+const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
+const RESYNC: Duration = Duration::from_secs(10);
+const COMPONENT: &str = "kubelet";
+
+/// What all supervisors share.
+pub struct Shared {
+    pub client: Client,
+    pub node_name: String,
+    pub layout: StateLayout,
+    pub ipam: std::sync::Mutex<Ipam>,
+    pub options: ServerOptions,
+    pub recorder: Recorder,
+    pub mariadbd: PathBuf,
+    pub image_id: String,
+    pub host_ip: Ipv4Addr,
+}
+
+/// The latest state of the pod object, as seen by the pod watch.
+#[derive(Debug, Clone)]
+pub enum Update {
+    Present(Arc<Pod>),
+    Gone,
+}
+
+enum End {
+    /// Stopped and the pod object deleted.
+    Deleted,
+    /// The pod object disappeared (force deletion).
+    Vanished,
+    /// A new pod with the same name (new uid) took the old one's place.
+    Replaced(Arc<Pod>),
+}
+
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+/// Supervise the pod (and any pod later created under the same name) until
+/// it is gone.
+pub async fn supervise(shared: Arc<Shared>, mut updates: watch::Receiver<Update>) {
+    let mut pod = match &*updates.borrow_and_update() {
+        Update::Present(p) => p.clone(),
+        Update::Gone => return,
+    };
+    loop {
+        match Incarnation::new(shared.clone(), pod).run(&mut updates).await {
+            End::Replaced(next) => pod = next,
+            End::Deleted | End::Vanished => return,
+        }
+    }
+}
+
+/// Why a start attempt did not produce a running server.
+#[derive(Debug)]
+enum StartFailure {
+    /// Not startable yet (claim unbound, ConfigMap missing): wait and retry,
+    /// the container never ran.
+    Waiting { reason: &'static str, message: String },
+    /// The container "ran" and failed (first-start script error): counts as
+    /// a crash with exit code 1, as the image's entrypoint would exit.
+    Crashed { message: String },
+}
+
+impl From<VolumeError> for StartFailure {
+    fn from(e: VolumeError) -> Self {
+        match e {
+            VolumeError::Field(e) => {
+                StartFailure::Waiting { reason: "CreateContainerConfigError", message: e.to_string() }
+            }
+            other => StartFailure::Waiting { reason: "ContainerCreating", message: other.to_string() },
+        }
+    }
+}
+
+/// A prepared start: the server command line and what probes need.
+struct Launch {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    target: Target,
+}
+
+/// Work that needs the API and the disk before a server can start. Runs as
+/// its own task so a deletion can interrupt it.
+async fn prepare(
+    shared: Arc<Shared>,
+    pod: Arc<Pod>,
+    container: Container,
+    paths: PodPaths,
+    ip: Ipv4Addr,
+    initialize: bool,
+) -> Result<Launch, StartFailure> {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let waiting = |reason: &'static str, message: String| StartFailure::Waiting { reason, message };
+    let refs = env::references(&pod);
+    let objects = volumes::fetch_objects(&shared.client, &namespace, &refs)
+        .await
+        .map_err(|e| waiting("ContainerCreating", format!("reading configmaps and secrets: {e}")))?;
+    let claims = volumes::resolve_claims(&shared.client, &pod).await?;
+    let facts = PodFacts::from_pod(&pod, Some(ip), shared.host_ip);
+    let env =
+        env::resolve(&container, &facts, &objects).map_err(|e| waiting("CreateContainerConfigError", e.to_string()))?;
+    let host_volumes = volumes::materialize(&pod, &paths, &objects, &facts, &claims)?;
+    let mounts = volumes::mount_table(&container, &host_volumes)?;
+
+    let command = env::expand_all(container.command.as_deref().unwrap_or_default(), &env);
+    let args = env::expand_all(container.args.as_deref().unwrap_or_default(), &env);
+    let server = mycnf::server_command(&command, &args, &mounts, &shared.options)
+        .map_err(|m| waiting("CreateContainerConfigError", m))?;
+    for note in &server.notes {
+        tracing::info!(pod = %format!("{namespace}/{}", pod.metadata.name.as_deref().unwrap_or_default()), "{note}");
+    }
+    let datadir = match &server.datadir {
+        Some(d) => PathBuf::from(mounts.translate_path(d)),
+        None => mounts.mounted_at("/var/lib/mysql").map(|p| p.to_path_buf()).unwrap_or_else(|| paths.default_datadir()),
+    };
+    let io = |what: &str, e: std::io::Error| waiting("ContainerCreating", format!("{what}: {e}"));
+    for dir in [&datadir, &paths.tmp_dir(), &paths.cnf_dir()] {
+        std::fs::create_dir_all(dir).map_err(|e| io(&format!("creating {}", dir.display()), e))?;
+    }
+    if let Some(parent) = paths.socket().parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io("creating socket directory", e))?;
+    }
+
+    // The pod's option files, rewritten for the host.
+    let _ = std::fs::remove_dir_all(paths.cnf_dir());
+    std::fs::create_dir_all(paths.cnf_dir()).map_err(|e| io("creating cnf.d", e))?;
+    let mut includes = Vec::new();
+    for (i, source) in mycnf::option_file_sources(&mounts, &server.option_files).iter().enumerate() {
+        let Ok(text) = std::fs::read_to_string(source) else {
+            tracing::warn!(file = %source.display(), "option file not found; skipped");
+            continue;
+        };
+        let (rewritten, notes) = mycnf::rewrite_option_file(&text, &mounts, &shared.options);
+        for note in notes {
+            tracing::info!(file = %source.display(), "{note}");
+        }
+        let name = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let copy = paths.cnf_dir().join(format!("{i:02}-{name}"));
+        std::fs::write(&copy, rewritten).map_err(|e| io("writing option file", e))?;
+        includes.push(copy);
+    }
+    let layout = ServerLayout {
+        pod: format!("{namespace}/{}", pod.metadata.name.as_deref().unwrap_or_default()),
+        datadir: datadir.clone(),
+        socket: paths.socket(),
+        pid_file: paths.server_pid_file(),
+        tmpdir: paths.tmp_dir(),
+        bind: ip,
+        port: MYSQL_PORT,
+    };
+    std::fs::write(paths.my_cnf(), mycnf::render_my_cnf(&layout, &includes)).map_err(|e| io("writing my.cnf", e))?;
+
+    if initialize && entrypoint::needs_init(&datadir) {
+        let job = InitJob {
+            mariadbd: shared.mariadbd.clone(),
+            my_cnf: paths.my_cnf(),
+            datadir: datadir.clone(),
+            socket: paths.socket(),
+            run_dir: paths.dir.clone(),
+            log: paths.log(),
+            server_args: server.args.clone(),
+            env: env.clone(),
+            initdb_dir: mounts.mounted_at("/docker-entrypoint-initdb.d").map(|p| p.to_path_buf()),
+            mounts: mounts.clone(),
+        };
+        job.run().await.map_err(|e| StartFailure::Crashed { message: e.to_string() })?;
+    }
+
+    let mut args = vec![format!("--defaults-file={}", paths.my_cnf().display())];
+    args.extend(server.args);
+    // Also on the command line, so `ps` (and localenv's wipe) can tell
+    // which data a server owns; my.cnf says the same.
+    args.push(format!("--datadir={}", datadir.display()));
+    Ok(Launch {
+        args,
+        env: env.clone(),
+        target: Target { pod_ip: ip, socket: paths.socket(), run_dir: paths.dir.clone(), env, mounts },
+    })
+}
+
+/// Last meaningful line of the server log, for a termination message.
+fn last_log_error(paths: &PodPaths) -> Option<String> {
+    let text = std::fs::read_to_string(paths.log()).ok()?;
+    let tail: Vec<&str> = text.lines().rev().take(50).collect();
+    tail.iter().find(|l| l.contains("[ERROR]")).or(tail.first()).map(|l| l.trim().chars().take(300).collect())
+}
+
+fn termination_from_api(t: &ContainerStateTerminated) -> Termination {
+    Termination {
+        exit_code: t.exit_code,
+        signal: t.signal,
+        reason: t.reason.clone().unwrap_or_else(|| "Error".into()),
+        message: t.message.clone(),
+        started_at: t.started_at.as_ref().map(|s| s.0),
+        finished_at: t.finished_at.as_ref().map(|s| s.0).unwrap_or_else(status::now),
+        container_id: t.container_id.clone(),
+    }
+}
+
+struct Incarnation {
+    shared: Arc<Shared>,
+    pod: Arc<Pod>,
+    uid: String,
+    name: String,
+    paths: PodPaths,
+    runtime: PodRuntime,
+    /// Index (in spec.containers) of the container run as mariadbd.
+    server: Option<usize>,
+    ip: Option<Ipv4Addr>,
+    process: Option<ServerProcess>,
+    run_started: Option<Instant>,
+    /// Bumped per server run; probe results of earlier runs are dropped.
+    generation: u64,
+    starting: Option<tokio::task::JoinHandle<Result<Launch, StartFailure>>>,
+    next_start: Option<Instant>,
+    backoff: Duration,
+    target: Option<Arc<Target>>,
+    probers: Vec<Prober>,
+    startup: Option<Tracker>,
+    readiness: Option<Tracker>,
+    liveness: Option<Tracker>,
+    probe_tx: mpsc::Sender<Outcome>,
+    probe_rx: mpsc::Receiver<Outcome>,
+    last_sent: Option<PodStatus>,
+    last_sent_at: Option<Instant>,
+    last_waiting_event: Option<String>,
+    unhealthy_events: u32,
+}
+
+impl Incarnation {
+    fn new(shared: Arc<Shared>, pod: Arc<Pod>) -> Self {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let paths = shared.layout.pod(&namespace, &name);
+        let start_time =
+            pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0).unwrap_or_else(status::now);
+        let (probe_tx, probe_rx) = mpsc::channel(16);
+        Self {
+            uid: uid_of(&pod),
+            name: format!("{namespace}/{name}"),
+            runtime: PodRuntime {
+                pod_ip: None,
+                host_ip: shared.host_ip,
+                start_time,
+                init_containers: Vec::new(),
+                containers: Vec::new(),
+            },
+            shared,
+            pod,
+            paths,
+            server: None,
+            ip: None,
+            process: None,
+            run_started: None,
+            generation: 0,
+            starting: None,
+            next_start: None,
+            backoff: FIRST_BACKOFF,
+            target: None,
+            probers: Vec::new(),
+            startup: None,
+            readiness: None,
+            liveness: None,
+            probe_tx,
+            probe_rx,
+            last_sent: None,
+            last_sent_at: None,
+            last_waiting_event: None,
+            unhealthy_events: 0,
+        }
+    }
+
+    fn spec_containers(&self) -> Vec<Container> {
+        self.pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default()
+    }
+
+    fn server_container(&self) -> Option<Container> {
+        self.server.and_then(|i| self.spec_containers().get(i).cloned())
+    }
+
+    fn restart_policy(&self) -> String {
+        self.pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into())
+    }
+
+    fn grace(&self) -> Duration {
+        let seconds = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or(self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(30);
+        Duration::from_secs(seconds.clamp(1, 300) as u64)
+    }
+
+    fn server_runtime(&mut self) -> Option<&mut ContainerRuntime> {
+        let i = self.server?;
+        self.runtime.containers.get_mut(i)
+    }
+
+    /// Decide what can run, find leftovers of earlier agent runs.
+    async fn setup(&mut self) {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let previous: BTreeMap<String, k8s_openapi::api::core::v1::ContainerStatus> = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.name.clone(), c))
+            .collect();
+        let has_init = spec.init_containers.as_ref().is_some_and(|i| !i.is_empty());
+        for c in spec.init_containers.iter().flatten() {
+            let message = format!(
+                "init container \"{}\" (image \"{}\") cannot run on this node: the Switchyard node agent \
+                 runs only MySQL server containers, as real mariadbd processes",
+                c.name,
+                c.image.as_deref().unwrap_or_default()
+            );
+            self.runtime.init_containers.push(ContainerRuntime::new(
+                &c.name,
+                c.image.as_deref().unwrap_or_default(),
+                State::waiting("UnsupportedImage", Some(message)),
+            ));
+        }
+        let mut unsupported = Vec::new();
+        for (i, c) in spec.containers.iter().enumerate() {
+            let image = c.image.clone().unwrap_or_default();
+            let command = c.command.clone().unwrap_or_default();
+            let args = c.args.clone().unwrap_or_default();
+            let verdict = match image::classify(&image) {
+                ImageSupport::Server => {
+                    match mycnf::server_command(&command, &args, &Default::default(), &ServerOptions::default()) {
+                        Ok(_) if self.server.is_none() => None,
+                        Ok(_) => Some(
+                            "only one MySQL server container per pod can run on this node (one address, one port 3306)"
+                                .to_string(),
+                        ),
+                        Err(m) => Some(m),
+                    }
+                }
+                ImageSupport::Unsupported(m) => Some(m),
+            };
+            let mut rt = ContainerRuntime::new(&c.name, &image, State::waiting("ContainerCreating", None));
+            match verdict {
+                None if has_init => rt.state = State::waiting("PodInitializing", None),
+                None => {
+                    self.server = Some(i);
+                    rt.image_id = self.shared.image_id.clone();
+                    if let Some(prev) = previous.get(&c.name) {
+                        // An earlier agent run reported on this container.
+                        rt.restart_count = prev.restart_count;
+                        rt.last_termination =
+                            prev.last_state.as_ref().and_then(|s| s.terminated.as_ref()).map(termination_from_api);
+                    }
+                }
+                Some(message) => {
+                    unsupported.push(message.clone());
+                    rt.state = State::waiting("UnsupportedImage", Some(message));
+                }
+            }
+            self.runtime.containers.push(rt);
+        }
+        for message in unsupported.iter().chain(self.runtime.init_containers.iter().filter_map(|c| match &c.state {
+            State::Waiting { message, .. } => message.as_ref(),
+            _ => None,
+        })) {
+            tracing::warn!(pod = %self.name, "{message}");
+            self.event(Kind::Warning, "UnsupportedImage", message).await;
+        }
+
+        let record = ProcessRecord::read(&self.paths.process_record()).filter(|r| r.is_running());
+        let adoptable = record.filter(|r| r.pod_uid == self.uid && self.server.is_some());
+        // Any other server of this pod name is a leftover (an earlier pod with
+        // the same name, or a lost record): it must not share the datadir.
+        let (ns, name) = self.name.split_once('/').unwrap_or_default();
+        for leftover in process::find_pod_servers(&self.shared.layout.pods_root()) {
+            if leftover.namespace == ns
+                && leftover.pod == name
+                && Some(leftover.pid) != adoptable.as_ref().map(|r| r.pid)
+            {
+                tracing::info!(pod = %self.name, pid = leftover.pid, "stopping leftover mariadbd");
+                process::terminate_pid(leftover.pid, Duration::from_secs(30)).await;
+            }
+        }
+        // A new incarnation starts from a clean run dir (emptyDir semantics);
+        // an adopted server keeps its own.
+        let dir_uid = std::fs::read_to_string(self.paths.uid_file()).ok();
+        if adoptable.is_none() && dir_uid.as_deref().map(str::trim) != Some(self.uid.as_str()) {
+            let _ = std::fs::remove_dir_all(&self.paths.dir);
+        }
+        if self.server.is_none() {
+            return;
+        }
+        let _ = std::fs::create_dir_all(&self.paths.dir);
+        let _ = std::fs::write(self.paths.uid_file(), &self.uid);
+        let allocated = {
+            let (ns, name) = self.name.split_once('/').unwrap_or_default();
+            let mut ipam = self.shared.ipam.lock().expect("ipam lock");
+            ipam.allocate(ns, name)
+        };
+        match allocated {
+            Ok(ip) => {
+                self.ip = Some(ip);
+                self.runtime.pod_ip = Some(ip);
+            }
+            Err(e) => {
+                let message = format!("no pod address: {e}");
+                if let Some(rt) = self.server_runtime() {
+                    rt.state = State::waiting("ContainerCreating", Some(message));
+                }
+                self.server = None;
+                return;
+            }
+        }
+        if let Some(record) = adoptable {
+            tracing::info!(pod = %self.name, pid = record.pid, "adopting running mariadbd");
+            let started_at = Timestamp::from_second(record.started_at).unwrap_or_else(|_| status::now());
+            let container_id = format!("mariadbd://{}", record.pid);
+            if let Some(rt) = self.server_runtime() {
+                rt.state = State::Running { started_at };
+                rt.container_id = Some(container_id);
+            }
+            self.process = Some(ServerProcess::Adopted { record });
+            self.run_started = Some(Instant::now());
+            self.generation += 1;
+            // Probes need the environment and mounts again; no first start.
+            self.begin_prepare(false);
+        } else {
+            let had_run = previous_started(&self.pod, self.server_container().map(|c| c.name).unwrap_or_default());
+            if had_run {
+                // The server died while no agent was watching.
+                if let Some(rt) = self.server_runtime() {
+                    rt.restart_count += 1;
+                    rt.last_termination = Some(Termination {
+                        exit_code: 137,
+                        signal: None,
+                        reason: "ContainerStatusUnknown".into(),
+                        message: Some("the server exited while the node agent was not running".into()),
+                        started_at: None,
+                        finished_at: status::now(),
+                        container_id: None,
+                    });
+                }
+            }
+            self.next_start = Some(Instant::now());
+        }
+    }
+
+    fn begin_prepare(&mut self, initialize: bool) {
+        let (Some(container), Some(ip)) = (self.server_container(), self.ip) else { return };
+        self.starting = Some(tokio::spawn(prepare(
+            self.shared.clone(),
+            self.pod.clone(),
+            container,
+            self.paths.clone(),
+            ip,
+            initialize,
+        )));
+    }
+
+    async fn event(&self, kind: Kind, reason: &str, message: &str) {
+        self.shared.recorder.pod(&self.pod, COMPONENT, kind, reason, message).await;
+    }
+
+    async fn run(mut self, updates: &mut watch::Receiver<Update>) -> End {
+        self.setup().await;
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if self.pod.metadata.deletion_timestamp.is_some() {
+                self.terminate(self.grace()).await;
+                self.delete_pod().await;
+                self.clean_up();
+                return End::Deleted;
+            }
+            self.publish().await;
+            let wake_at = self.next_start.filter(|_| self.starting.is_none() && self.process.is_none());
+            tokio::select! {
+                changed = updates.changed() => {
+                    let update = if changed.is_ok() { updates.borrow_and_update().clone() } else { Update::Gone };
+                    match update {
+                        Update::Present(pod) if uid_of(&pod) == self.uid => self.pod = pod,
+                        Update::Present(pod) => {
+                            tracing::info!(pod = %self.name, "pod replaced by a new one with the same name");
+                            self.terminate(self.grace()).await;
+                            self.clean_up();
+                            return End::Replaced(pod);
+                        }
+                        Update::Gone => {
+                            tracing::info!(pod = %self.name, "pod object is gone; stopping its server");
+                            self.terminate(Duration::from_secs(2)).await;
+                            self.clean_up();
+                            return End::Vanished;
+                        }
+                    }
+                }
+                prepared = wait_task(&mut self.starting), if self.starting.is_some() => {
+                    self.starting = None;
+                    match prepared {
+                        Ok(result) => self.on_prepared(result).await,
+                        Err(e) => self.on_prepared(Err(StartFailure::Crashed { message: format!("start task failed: {e}") })).await,
+                    }
+                }
+                exit = wait_process(&mut self.process), if self.process.is_some() => {
+                    self.on_exit(exit, None).await;
+                }
+                Some(outcome) = self.probe_rx.recv() => self.on_probe(outcome).await,
+                _ = tokio::time::sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {
+                    self.next_start = None;
+                    self.begin_prepare(true);
+                }
+                _ = resync.tick() => {}
+            }
+        }
+    }
+
+    async fn on_prepared(&mut self, result: Result<Launch, StartFailure>) {
+        match result {
+            Ok(launch) => {
+                self.last_waiting_event = None;
+                let target = Arc::new(launch.target);
+                self.target = Some(target);
+                if self.process.is_some() {
+                    // Adopted: just resume probing.
+                    self.start_probes();
+                    return;
+                }
+                match process::spawn(
+                    &self.shared.mariadbd,
+                    &launch.args,
+                    &launch.env,
+                    &self.paths.log(),
+                    &self.paths.process_record(),
+                    &self.uid,
+                ) {
+                    Ok(p) => {
+                        let started_at = status::now();
+                        let container_id = p.container_id();
+                        tracing::info!(pod = %self.name, pid = p.pid(), "started mariadbd");
+                        self.process = Some(p);
+                        self.run_started = Some(Instant::now());
+                        self.generation += 1;
+                        if let Some(rt) = self.server_runtime() {
+                            rt.state = State::Running { started_at };
+                            rt.container_id = Some(container_id.clone());
+                            rt.ready = false;
+                            rt.started = false;
+                        }
+                        let name = self.server_container().map(|c| c.name).unwrap_or_default();
+                        self.event(Kind::Normal, "Started", &format!("Started container {name} ({container_id})"))
+                            .await;
+                        self.start_probes();
+                    }
+                    Err(e) => {
+                        self.on_start_crash(format!("starting mariadbd: {e}")).await;
+                    }
+                }
+            }
+            Err(StartFailure::Waiting { reason, message }) => {
+                tracing::info!(pod = %self.name, reason, "{message}");
+                if self.last_waiting_event.as_deref() != Some(message.as_str()) {
+                    let event_reason = if reason == "ContainerCreating" { "FailedMount" } else { "Failed" };
+                    self.event(Kind::Warning, event_reason, &message).await;
+                    self.last_waiting_event = Some(message.clone());
+                }
+                if self.process.is_none() {
+                    if let Some(rt) = self.server_runtime() {
+                        rt.state = State::waiting(reason, Some(message));
+                    }
+                    self.next_start = Some(Instant::now() + Duration::from_secs(2));
+                } else {
+                    // Adopted server whose probe setup failed: try again.
+                    self.begin_prepare_later();
+                }
+            }
+            Err(StartFailure::Crashed { message }) => self.on_start_crash(message).await,
+        }
+    }
+
+    fn begin_prepare_later(&mut self) {
+        let (Some(container), Some(ip)) = (self.server_container(), self.ip) else { return };
+        let (shared, pod, paths) = (self.shared.clone(), self.pod.clone(), self.paths.clone());
+        self.starting = Some(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            prepare(shared, pod, container, paths, ip, false).await
+        }));
+    }
+
+    /// The first-start contract failed: like the image's entrypoint exiting 1.
+    async fn on_start_crash(&mut self, message: String) {
+        tracing::warn!(pod = %self.name, "container failed to start: {message}");
+        self.event(Kind::Warning, "Failed", &message).await;
+        let now = status::now();
+        let termination = Termination {
+            exit_code: 1,
+            signal: None,
+            reason: "Error".into(),
+            message: Some(message),
+            started_at: Some(now),
+            finished_at: now,
+            container_id: None,
+        };
+        self.after_termination(termination).await;
+    }
+
+    fn probe_spec(&self, kind: probe::Kind) -> Option<probe::ProbeSpec> {
+        let container = self.server_container()?;
+        let (p, what) = match kind {
+            probe::Kind::Startup => (container.startup_probe.as_ref(), "startup"),
+            probe::Kind::Readiness => (container.readiness_probe.as_ref(), "readiness"),
+            probe::Kind::Liveness => (container.liveness_probe.as_ref(), "liveness"),
+        };
+        match probe::spec_of(p?, &container) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                tracing::warn!(pod = %self.name, "{what} probe ignored: {e}");
+                None
+            }
+        }
+    }
+
+    fn start_prober(&mut self, kind: probe::Kind, spec: probe::ProbeSpec) {
+        let Some(target) = self.target.clone() else { return };
+        self.probers.push(probe::start(kind, self.generation, spec, target, self.probe_tx.clone()));
+    }
+
+    /// A startup probe holds back the others until it succeeds.
+    fn start_probes(&mut self) {
+        self.probers.clear();
+        if let Some(spec) = self.probe_spec(probe::Kind::Startup) {
+            self.startup = Some(Tracker::new(&spec, false));
+            self.start_prober(probe::Kind::Startup, spec);
+        } else {
+            self.start_probes_after_startup();
+        }
+    }
+
+    fn start_probes_after_startup(&mut self) {
+        self.startup = None;
+        self.probers.clear();
+        if let Some(rt) = self.server_runtime() {
+            rt.started = true;
+        }
+        let readiness =
+            self.probe_spec(probe::Kind::Readiness).unwrap_or_else(|| probe::accepts_connections(MYSQL_PORT));
+        self.readiness = Some(Tracker::new(&readiness, false));
+        self.start_prober(probe::Kind::Readiness, readiness);
+        if let Some(liveness) = self.probe_spec(probe::Kind::Liveness) {
+            self.liveness = Some(Tracker::new(&liveness, true));
+            self.start_prober(probe::Kind::Liveness, liveness);
+        }
+    }
+
+    async fn on_probe(&mut self, outcome: Outcome) {
+        if outcome.generation != self.generation || self.process.is_none() {
+            return;
+        }
+        let ok = outcome.result.is_ok();
+        if let Err(message) = &outcome.result {
+            tracing::debug!(pod = %self.name, kind = ?outcome.kind, "probe failed: {message}");
+            if self.unhealthy_events < 20 {
+                self.unhealthy_events += 1;
+                let what = match outcome.kind {
+                    probe::Kind::Startup => "Startup",
+                    probe::Kind::Readiness => "Readiness",
+                    probe::Kind::Liveness => "Liveness",
+                };
+                self.event(Kind::Warning, "Unhealthy", &format!("{what} probe failed: {message}")).await;
+            }
+        }
+        match outcome.kind {
+            probe::Kind::Startup => {
+                let Some(t) = self.startup.as_mut() else { return };
+                t.record(ok);
+                if t.healthy {
+                    self.start_probes_after_startup();
+                } else if t.failed() {
+                    self.kill_for_restart("failed startup probe").await;
+                }
+            }
+            probe::Kind::Readiness => {
+                let Some(t) = self.readiness.as_mut() else { return };
+                if t.record(ok) {
+                    let ready = t.healthy;
+                    tracing::info!(pod = %self.name, ready, "readiness changed");
+                    if let Some(rt) = self.server_runtime() {
+                        rt.ready = ready;
+                    }
+                }
+            }
+            probe::Kind::Liveness => {
+                let Some(t) = self.liveness.as_mut() else { return };
+                if t.record(ok) && !t.healthy {
+                    self.kill_for_restart("failed liveness probe").await;
+                }
+            }
+        }
+    }
+
+    async fn kill_for_restart(&mut self, why: &str) {
+        let Some(mut p) = self.process.take() else { return };
+        let name = self.server_container().map(|c| c.name).unwrap_or_default();
+        self.event(Kind::Normal, "Killing", &format!("Container {name} {why}, will be restarted")).await;
+        tracing::info!(pod = %self.name, pid = p.pid(), "{why}; restarting");
+        self.probers.clear();
+        let exit = p.stop(self.grace()).await;
+        self.process = Some(p);
+        self.on_exit(exit, Some(why)).await;
+    }
+
+    async fn on_exit(&mut self, exit: ExitInfo, why: Option<&str>) {
+        let Some(p) = self.process.take() else { return };
+        self.probers.clear();
+        self.readiness = None;
+        self.liveness = None;
+        self.startup = None;
+        let ran_for = self.run_started.take().map(|s| s.elapsed()).unwrap_or_default();
+        if ran_for >= BACKOFF_RESET_AFTER {
+            self.backoff = FIRST_BACKOFF;
+        }
+        let started_at = match self.server_runtime().map(|rt| rt.state.clone()) {
+            Some(State::Running { started_at }) => Some(started_at),
+            _ => None,
+        };
+        let exit_code = exit.exit_code();
+        let message = if let Some(why) = why {
+            Some(format!("container {why}"))
+        } else if exit.is_unknown() {
+            Some("exit status unknown: the server was started by an earlier node agent run".into())
+        } else if exit_code != 0 {
+            last_log_error(&self.paths)
+        } else {
+            None
+        };
+        tracing::info!(pod = %self.name, pid = p.pid(), exit_code, signal = ?exit.signal, "mariadbd exited");
+        let termination = Termination {
+            exit_code,
+            signal: exit.signal,
+            reason: if exit.is_unknown() { "Unknown".into() } else { Termination::reason_for(exit_code).into() },
+            message,
+            started_at,
+            finished_at: status::now(),
+            container_id: Some(p.container_id()),
+        };
+        let _ = std::fs::remove_file(self.paths.process_record());
+        self.after_termination(termination).await;
+    }
+
+    /// Restart per restartPolicy, with backoff; or stay terminated.
+    async fn after_termination(&mut self, termination: Termination) {
+        let policy = self.restart_policy();
+        let restart = match policy.as_str() {
+            "Never" => false,
+            "OnFailure" => termination.exit_code != 0,
+            _ => true,
+        };
+        let delay = self.backoff;
+        let container = self.server_container().map(|c| c.name).unwrap_or_default();
+        let pod_name = self.name.clone();
+        let Some(rt) = self.server_runtime() else { return };
+        rt.ready = false;
+        rt.started = false;
+        if restart {
+            rt.restart_count += 1;
+            rt.last_termination = Some(termination);
+            rt.state = State::waiting(
+                "CrashLoopBackOff",
+                Some(format!("back-off {}s restarting failed container={container} pod={pod_name}", delay.as_secs())),
+            );
+            self.next_start = Some(Instant::now() + delay);
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            self.event(Kind::Warning, "BackOff", &format!("Back-off {}s restarting failed container", delay.as_secs()))
+                .await;
+        } else {
+            rt.state = State::Terminated(termination);
+        }
+    }
+
+    /// Stop everything this incarnation runs.
+    async fn terminate(&mut self, grace: Duration) {
+        if let Some(task) = self.starting.take() {
+            // Aborting drops the first-start future, whose children are
+            // kill_on_drop.
+            task.abort();
+            let _ = task.await;
+        }
+        self.probers.clear();
+        self.next_start = None;
+        if let Some(mut p) = self.process.take() {
+            let name = self.server_container().map(|c| c.name).unwrap_or_default();
+            self.event(Kind::Normal, "Killing", &format!("Stopping container {name}")).await;
+            tracing::info!(pod = %self.name, pid = p.pid(), grace_s = grace.as_secs(), "stopping mariadbd");
+            let exit = p.stop(grace).await;
+            tracing::info!(pod = %self.name, exit_code = exit.exit_code(), "mariadbd stopped");
+        }
+        let _ = std::fs::remove_file(self.paths.process_record());
+    }
+
+    /// The kubelet's last word on a deleted pod: remove it for good.
+    async fn delete_pod(&self) {
+        let (ns, name) = self.name.split_once('/').unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(self.shared.client.clone(), ns);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+            ..Default::default()
+        };
+        match pods.delete(name, &params).await {
+            Ok(_) => tracing::info!(pod = %self.name, "pod deleted"),
+            Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => {}
+            Err(e) => tracing::warn!(pod = %self.name, error = %e, "deleting pod failed; will retry"),
+        }
+    }
+
+    fn clean_up(&self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.paths.dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(pod = %self.name, error = %e, "removing run dir failed");
+        }
+        let socket = self.paths.socket();
+        if !socket.starts_with(&self.paths.dir) {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+
+    /// Patch the status when it differs from what the API has.
+    async fn publish(&mut self) {
+        let built = status::build(&self.pod, self.last_sent.as_ref(), &self.runtime, status::now());
+        let wanted = status::summary(Some(&built));
+        let seen = status::summary(self.pod.status.as_ref());
+        let sent = status::summary(self.last_sent.as_ref());
+        let recently = self.last_sent_at.is_some_and(|t| t.elapsed() < RESYNC);
+        // Not again while the watch has not caught up with the last patch;
+        // but do repeat after a while in case the patch was lost.
+        if wanted == seen || (wanted == sent && recently) {
+            return;
+        }
+        let (ns, name) = self.name.split_once('/').unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(self.shared.client.clone(), ns);
+        let patch = serde_json::json!({ "status": built });
+        match pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(updated) => {
+                self.last_sent = Some(built);
+                self.last_sent_at = Some(Instant::now());
+                if uid_of(&updated) == self.uid {
+                    self.pod = Arc::new(updated);
+                }
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                tracing::warn!(pod = %self.name, error = %e, "patching pod status failed");
+                self.last_sent_at = Some(Instant::now());
+                self.last_sent = Some(built);
+            }
+        }
+    }
+}
+
+/// Whether an earlier agent run had started the container.
+fn previous_started(pod: &Pod, container: String) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == container))
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some())
+}
+
+async fn wait_task<T>(task: &mut Option<tokio::task::JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_process(process: &mut Option<ServerProcess>) -> ExitInfo {
+    match process {
+        Some(p) => p.wait().await,
+        None => std::future::pending().await,
+    }
+}
