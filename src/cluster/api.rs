@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -244,14 +244,29 @@ pub struct MySQLClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Clustering state: one of Healthy, Degraded, Failed, Incomplete,
-    /// Switching, FailingOver, Errant, Unknown (see docs/clustering.md).
+    /// Clustering state: one of Incomplete, Healthy, Degraded, Switching,
+    /// Failed, Lost, Errant (see docs/clustering.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
 
     /// Pod name of the current primary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<String>,
+
+    /// The `spec.primary` value last acted upon. A switchover happens when
+    /// `spec.primary` changes from it, so a failover does not cause a switch
+    /// back when the old primary returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_primary: Option<i32>,
+
+    /// Since when the primary has not answered; failover starts
+    /// `failover.delaySeconds` after this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_unreachable_since: Option<Time>,
+
+    /// The last clustering operation performed and its outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_operation: Option<String>,
 
     /// Instances that are up and replicating correctly.
     #[serde(default)]

@@ -5,3 +5,4 @@ pub mod controller;
 pub mod validate;
 
 crate::impl_conditioned!(api::MySQLClusterStatus);
+pub mod clustering;

@@ -1,0 +1,152 @@
+//! GTID positions of both flavors, and the one question the clustering asks
+//! of them: does one server hold everything another one does?
+//!
+//! MariaDB positions (`0-101-42,1-102-7`) keep the last sequence number per
+//! replication domain; MySQL sets (`uuid:1-10:12,uuid2:1-3`) keep intervals
+//! per source UUID.
+
+use std::collections::BTreeMap;
+
+use super::Flavor;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum GtidSet {
+    /// MariaDB: domain id → (server id, sequence number) of the last transaction.
+    MariaDb(BTreeMap<u32, (u32, u64)>),
+    /// MySQL: source uuid → sorted, merged, inclusive intervals.
+    MySql(BTreeMap<String, Vec<(u64, u64)>>),
+    /// No transactions at all (either flavor).
+    #[default]
+    Empty,
+}
+
+impl GtidSet {
+    pub fn parse(flavor: Flavor, text: &str) -> Result<GtidSet, String> {
+        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        if text.is_empty() {
+            return Ok(GtidSet::Empty);
+        }
+        if flavor.is_mariadb() { parse_mariadb(&text) } else { parse_mysql(&text) }
+    }
+
+    /// True when every transaction in `other` is also in `self`.
+    pub fn contains(&self, other: &GtidSet) -> bool {
+        match (self, other) {
+            (_, GtidSet::Empty) => true,
+            (GtidSet::Empty, _) => false,
+            (GtidSet::MariaDb(a), GtidSet::MariaDb(b)) => {
+                b.iter().all(|(domain, (_, seq))| a.get(domain).is_some_and(|(_, mine)| mine >= seq))
+            }
+            (GtidSet::MySql(a), GtidSet::MySql(b)) => b.iter().all(|(uuid, theirs)| {
+                let Some(mine) = a.get(uuid) else { return false };
+                theirs.iter().all(|&(lo, hi)| mine.iter().any(|&(mlo, mhi)| mlo <= lo && hi <= mhi))
+            }),
+            _ => false,
+        }
+    }
+
+    /// A total of transactions, for picking the most advanced candidate among
+    /// sets that contain one another.
+    pub fn weight(&self) -> u64 {
+        match self {
+            GtidSet::Empty => 0,
+            GtidSet::MariaDb(m) => m.values().map(|(_, seq)| *seq).sum(),
+            GtidSet::MySql(m) => m.values().flatten().map(|(lo, hi)| hi - lo + 1).sum(),
+        }
+    }
+}
+
+fn parse_mariadb(text: &str) -> Result<GtidSet, String> {
+    let mut map = BTreeMap::new();
+    for part in text.split(',') {
+        let nums: Vec<&str> = part.split('-').collect();
+        let [d, s, n] = nums.as_slice() else { return Err(format!("bad MariaDB GTID {part:?}")) };
+        let domain = d.parse().map_err(|_| format!("bad domain in {part:?}"))?;
+        let server = s.parse().map_err(|_| format!("bad server id in {part:?}"))?;
+        let seq = n.parse().map_err(|_| format!("bad sequence number in {part:?}"))?;
+        map.insert(domain, (server, seq));
+    }
+    Ok(GtidSet::MariaDb(map))
+}
+
+fn parse_mysql(text: &str) -> Result<GtidSet, String> {
+    let mut map: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for part in text.split(',') {
+        let mut fields = part.split(':');
+        let uuid = fields.next().unwrap_or_default().to_ascii_lowercase();
+        if uuid.len() != 36 {
+            return Err(format!("bad source uuid in {part:?}"));
+        }
+        let intervals = map.entry(uuid).or_default();
+        for iv in fields {
+            let (lo, hi) = match iv.split_once('-') {
+                Some((lo, hi)) => (lo, hi),
+                None => (iv, iv),
+            };
+            let lo: u64 = lo.parse().map_err(|_| format!("bad interval {iv:?}"))?;
+            let hi: u64 = hi.parse().map_err(|_| format!("bad interval {iv:?}"))?;
+            if lo > hi || lo == 0 {
+                return Err(format!("bad interval {iv:?}"));
+            }
+            intervals.push((lo, hi));
+        }
+    }
+    for intervals in map.values_mut() {
+        intervals.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(intervals.len());
+        for &(lo, hi) in intervals.iter() {
+            match merged.last_mut() {
+                Some(last) if lo <= last.1 + 1 => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        *intervals = merged;
+    }
+    Ok(GtidSet::MySql(map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MARIA: Flavor = Flavor::MariaDb { major: 10, minor: 11 };
+    const MYSQL: Flavor = Flavor::MySql { major: 8, minor: 4 };
+    const U1: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    const U2: &str = "4e11fa47-71ca-11e1-9e33-c80aa9429562";
+
+    fn m(s: &str) -> GtidSet {
+        GtidSet::parse(MARIA, s).unwrap()
+    }
+    fn y(s: &str) -> GtidSet {
+        GtidSet::parse(MYSQL, s).unwrap()
+    }
+
+    #[test]
+    fn mariadb_containment() {
+        assert!(m("0-101-10").contains(&m("0-101-9")));
+        assert!(m("0-102-10").contains(&m("0-101-9")), "domains order by sequence, not server");
+        assert!(!m("0-101-9").contains(&m("0-101-10")));
+        assert!(!m("0-101-9").contains(&m("0-101-5,1-102-1")), "a domain the primary lacks is errant");
+        assert!(m("0-101-9, 1-102-3").contains(&m("1-102-3")));
+        assert!(m("").contains(&m("")));
+        assert!(!m("").contains(&m("0-1-1")));
+        assert!(GtidSet::parse(MARIA, "0-1").is_err());
+    }
+
+    #[test]
+    fn mysql_containment_and_merging() {
+        let a = y(&format!("{U1}:1-10:12-20,{U2}:1-3"));
+        assert!(a.contains(&y(&format!("{U1}:2-5:15"))));
+        assert!(!a.contains(&y(&format!("{U1}:11"))), "a gap is missing");
+        assert!(!a.contains(&y(&format!("{U2}:4"))));
+        assert!(y(&format!("{U1}:1-5,{U1}:6-8")).contains(&y(&format!("{U1}:1-8"))), "adjacent intervals merge");
+        assert_eq!(a.weight(), 10 + 9 + 3);
+        assert!(GtidSet::parse(MYSQL, "nope:1-2").is_err());
+        assert!(GtidSet::parse(MYSQL, &format!("{U1}:5-2")).is_err());
+    }
+
+    #[test]
+    fn flavors_do_not_mix() {
+        assert!(!m("0-1-5").contains(&y(&format!("{U1}:1"))));
+    }
+}
