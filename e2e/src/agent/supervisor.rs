@@ -214,11 +214,10 @@ async fn prepare(
     })
 }
 
-/// Last meaningful line of the server log, for a termination message.
+/// The server's last error from its log, for a termination message.
 fn last_log_error(paths: &PodPaths) -> Option<String> {
     let text = std::fs::read_to_string(paths.log()).ok()?;
-    let tail: Vec<&str> = text.lines().rev().take(50).collect();
-    tail.iter().find(|l| l.contains("[ERROR]")).or(tail.first()).map(|l| l.trim().chars().take(300).collect())
+    text.lines().rev().take(50).find(|l| l.contains("[ERROR]")).map(|l| l.trim().chars().take(300).collect())
 }
 
 fn termination_from_api(t: &ContainerStateTerminated) -> Termination {
@@ -453,9 +452,17 @@ impl Incarnation {
             tracing::info!(pod = %self.name, pid = record.pid, "adopting running mariadbd");
             let started_at = Timestamp::from_second(record.started_at).unwrap_or_else(|_| status::now());
             let container_id = format!("mariadbd://{}", record.pid);
+            // Keep the readiness the API shows until a probe says otherwise:
+            // an agent restart must not make clients see a flapping database.
+            let (was_ready, was_started) = previous
+                .get(&self.server_container().map(|c| c.name).unwrap_or_default())
+                .map(|c| (c.ready, c.started.unwrap_or(false)))
+                .unwrap_or_default();
             if let Some(rt) = self.server_runtime() {
                 rt.state = State::Running { started_at };
                 rt.container_id = Some(container_id);
+                rt.ready = was_ready;
+                rt.started = was_started;
             }
             self.process = Some(ServerProcess::Adopted { record });
             self.run_started = Some(Instant::now());
@@ -664,7 +671,8 @@ impl Incarnation {
     /// A startup probe holds back the others until it succeeds.
     fn start_probes(&mut self) {
         self.probers.clear();
-        if let Some(spec) = self.probe_spec(probe::Kind::Startup) {
+        let already_started = self.server_runtime().is_some_and(|rt| rt.started);
+        if let Some(spec) = self.probe_spec(probe::Kind::Startup).filter(|_| !already_started) {
             self.startup = Some(Tracker::new(&spec, false));
             self.start_prober(probe::Kind::Startup, spec);
         } else {
@@ -680,7 +688,8 @@ impl Incarnation {
         }
         let readiness =
             self.probe_spec(probe::Kind::Readiness).unwrap_or_else(|| probe::accepts_connections(MYSQL_PORT));
-        self.readiness = Some(Tracker::new(&readiness, false));
+        let ready = self.server_runtime().is_some_and(|rt| rt.ready);
+        self.readiness = Some(Tracker::new(&readiness, ready));
         self.start_prober(probe::Kind::Readiness, readiness);
         if let Some(liveness) = self.probe_spec(probe::Kind::Liveness) {
             self.liveness = Some(Tracker::new(&liveness, true));

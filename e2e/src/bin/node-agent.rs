@@ -3,6 +3,7 @@
 //!   node-agent run --kubeconfig PATH --state-dir DIR [--node-name NAME]
 //!   node-agent signal --state-dir DIR --namespace NS --pod POD --signal KILL|STOP|CONT
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -50,6 +51,8 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in localenv's log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,kube=warn,hyper=warn,tower=warn".into()),

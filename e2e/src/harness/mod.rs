@@ -1,0 +1,23 @@
+//! Helpers shared by the e2e tests (`e2e/tests/*.rs`). They drive a real
+//! cluster through kubectl and real databases through mysql_async; nothing is
+//! mocked. Locally that cluster is `e2e/localenv.sh`; with
+//! `SWITCHYARD_EXTERNAL_CLUSTER=1` it is whatever KUBECONFIG points at, and
+//! the few things only the local node agent can do (signalling a pod's
+//! process) report the test as skipped by design.
+
+pub mod cluster;
+pub mod fault;
+pub mod kubectl;
+pub mod mysql;
+pub mod namespace;
+pub mod operator;
+pub mod pods;
+pub mod wait;
+
+pub use cluster::{external_cluster, kubeconfig, node_state_dir, state_root};
+pub use fault::{Signalled, signal_pod};
+pub use kubectl::{apply_yaml, kubectl};
+pub use mysql::mysql;
+pub use namespace::TestNamespace;
+pub use pods::pod_ip;
+pub use wait::{wait_until, wait_until_async};
