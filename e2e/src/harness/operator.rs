@@ -8,13 +8,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::cluster::repo_root;
+
 /// Namespace of the operator's ServiceAccount and leader Lease.
 pub const OPERATOR_NAMESPACE: &str = "switchyard-system";
 pub const LEASE_NAME: &str = "switchyard-leader";
-
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e/ sits in the repository").to_path_buf()
-}
 
 /// Kubeconfig with the chart ServiceAccount's token, written by
 /// `e2e/localenv.sh operator-objects`; `SWITCHYARD_OPERATOR_KUBECONFIG` overrides.
