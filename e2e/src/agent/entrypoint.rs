@@ -137,9 +137,36 @@ fn random_password() -> String {
     bytes.iter().map(|b| CHARS[*b as usize % CHARS.len()] as char).collect()
 }
 
-/// An empty datadir, as the image decides it: no `mysql` system schema.
+/// Left in the datadir while a first start runs. The image only checks for
+/// the `mysql` schema, so an interrupted first start would later come up
+/// half-configured (no root password, no users); with this marker the next
+/// start redoes it from scratch instead.
+const INCOMPLETE_MARKER: &str = ".switchyard-init-incomplete";
+
+/// An empty datadir, as the image decides it (no `mysql` system schema), or
+/// one whose first start did not finish.
 pub fn needs_init(datadir: &Path) -> bool {
-    !datadir.join("mysql").is_dir()
+    !datadir.join("mysql").is_dir() || datadir.join(INCOMPLETE_MARKER).exists()
+}
+
+/// Remove what an interrupted first start left behind (all of it was created
+/// by that start), keeping the filesystem's own lost+found.
+fn clear_incomplete(datadir: &Path) -> std::io::Result<()> {
+    if !datadir.join(INCOMPLETE_MARKER).exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(datadir)?.flatten() {
+        let path = entry.path();
+        if entry.file_name() == "lost+found" {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Everything the first start needs.
@@ -244,6 +271,9 @@ impl InitJob {
     pub async fn run(&self) -> Result<(), InitError> {
         let settings = settings(&self.env, &|path| std::fs::read_to_string(self.mounts.translate_path(path)).ok())?;
         std::fs::create_dir_all(&self.datadir).map_err(|e| step("creating datadir", e))?;
+        clear_incomplete(&self.datadir).map_err(|e| step("clearing an interrupted first start", e))?;
+        let marker = self.datadir.join(INCOMPLETE_MARKER);
+        std::fs::write(&marker, "").map_err(|e| step("marking the first start", e))?;
         self.log_line("Initializing database files");
         let install = tokio::process::Command::new("mariadb-install-db")
             .arg(format!("--defaults-file={}", self.my_cnf.display()))
@@ -290,6 +320,7 @@ impl InitJob {
             }
         }
         if result.is_ok() {
+            std::fs::remove_file(&marker).map_err(|e| step("unmarking the first start", e))?;
             self.log_line("MariaDB init process done. Ready for start up.");
         }
         result
@@ -354,7 +385,7 @@ impl InitJob {
                 self.run_sql(&name, &sql, Some(root_password), database).await?;
             } else if name.ends_with(".sh") {
                 self.log_line(&format!("sourcing {name}"));
-                self.run_shell(&file, &name, root_password).await?;
+                self.run_shell(&file, &name, settings, root_password).await?;
             } else {
                 self.log_line(&format!("ignoring {name}"));
             }
@@ -364,7 +395,13 @@ impl InitJob {
 
     /// The image sources .sh scripts in its own shell, where
     /// `docker_process_sql` and `${mysql[@]}` reach the temporary server.
-    async fn run_shell(&self, file: &Path, name: &str, root_password: &str) -> Result<(), InitError> {
+    async fn run_shell(
+        &self,
+        file: &Path,
+        name: &str,
+        settings: &Settings,
+        root_password: &str,
+    ) -> Result<(), InitError> {
         let text = std::fs::read_to_string(file).map_err(|e| step(name, e))?;
         let copy = self.run_dir.join("tmp").join(format!("initdb-{name}"));
         std::fs::create_dir_all(self.run_dir.join("tmp")).map_err(|e| step(name, e))?;
@@ -380,6 +417,20 @@ impl InitJob {
              set -e\nsource \"$1\"\n"
         );
         let mut env: Vec<(String, String)> = self.env.clone();
+        // Like the image, scripts see each setting under both names.
+        for (suffix, value) in [
+            ("ROOT_PASSWORD", Some(root_password.to_string())),
+            ("DATABASE", settings.database.clone()),
+            ("USER", settings.user.as_ref().map(|u| u.0.clone())),
+            ("PASSWORD", settings.user.as_ref().map(|u| u.1.clone())),
+            ("ROOT_HOST", Some(settings.root_host.clone())),
+        ] {
+            if let Some(value) = value {
+                for prefix in ["MARIADB_", "MYSQL_"] {
+                    env.push((format!("{prefix}{suffix}"), value.clone()));
+                }
+            }
+        }
         env.push(("MYSQL_UNIX_PORT".into(), socket.clone()));
         env.push(("MYSQL_HOME".into(), self.run_dir.display().to_string()));
         env.push(("MYSQL_PWD".into(), root_password.to_string()));
@@ -466,6 +517,22 @@ mod tests {
         let sql = setup_sql(&local_only, "");
         assert!(!sql.contains("SET PASSWORD"));
         assert!(!sql.contains("'root'@'%'"));
+    }
+
+    #[test]
+    fn an_interrupted_first_start_is_redone() {
+        let dir = std::env::temp_dir().join(format!("switchyard-init-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("mysql")).unwrap();
+        std::fs::create_dir_all(dir.join("lost+found")).unwrap();
+        std::fs::write(dir.join("ibdata1"), "x").unwrap();
+        assert!(!needs_init(&dir));
+        std::fs::write(dir.join(INCOMPLETE_MARKER), "").unwrap();
+        assert!(needs_init(&dir));
+        clear_incomplete(&dir).unwrap();
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("lost+found")]);
+        assert!(needs_init(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

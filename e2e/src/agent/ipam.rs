@@ -51,12 +51,14 @@ impl Ipam {
     }
 
     /// Forget the addresses of namespaces that no longer exist, so test
-    /// namespaces do not leak addresses forever. Returns how many were freed.
-    pub fn retain_namespaces(&mut self, live: &HashSet<String>) -> Result<usize> {
+    /// namespaces do not leak addresses forever; `in_use` (namespace/pod keys
+    /// of pods the agent runs) are kept whatever the namespace list says.
+    /// Returns how many were freed.
+    pub fn retain_namespaces(&mut self, live: &HashSet<String>, in_use: &HashSet<String>) -> Result<usize> {
         let before = self.by_pod.len();
         self.by_pod.retain(|k, _| {
             let ns = k.split('/').next().unwrap_or_default();
-            live.contains(ns)
+            live.contains(ns) || in_use.contains(k)
         });
         let freed = before - self.by_pod.len();
         if freed > 0 {
@@ -121,8 +123,11 @@ mod tests {
         let mut ipam = Ipam::load(&path).unwrap();
         ipam.allocate("gone", "db-0").unwrap();
         let kept = ipam.allocate("kept", "db-0").unwrap();
+        ipam.allocate("busy", "db-0").unwrap();
         let live: HashSet<String> = ["kept".to_string()].into();
-        assert_eq!(ipam.retain_namespaces(&live).unwrap(), 1);
+        let in_use: HashSet<String> = ["busy/db-0".to_string()].into();
+        assert_eq!(ipam.retain_namespaces(&live, &in_use).unwrap(), 1);
+        assert!(ipam.lookup("busy", "db-0").is_some());
         assert_eq!(ipam.lookup("kept", "db-0"), Some(kept));
         assert_eq!(ipam.allocate("new", "db-0").unwrap(), Ipv4Addr::new(127, 0, 0, 10));
     }

@@ -153,7 +153,9 @@ impl Manager {
         match namespaces.list_metadata(&ListParams::default()).await {
             Ok(list) => {
                 let live: HashSet<String> = list.items.iter().map(|n| n.name_any()).collect();
-                let freed = self.shared.ipam.lock().expect("ipam lock").retain_namespaces(&live);
+                let mut in_use: HashSet<String> = present.clone();
+                in_use.extend(self.supervisors.keys().cloned());
+                let freed = self.shared.ipam.lock().expect("ipam lock").retain_namespaces(&live, &in_use);
                 match freed {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(addresses = n, "freed addresses of deleted namespaces"),

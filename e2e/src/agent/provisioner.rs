@@ -104,6 +104,10 @@ pub async fn reconcile(client: &Client, layout: &StateLayout) -> Result<(), kube
                     tracing::warn!(%path, error = %e, "removing volume data failed");
                     continue;
                 }
+                // The namespace's directory goes with its last claim.
+                if let Some(parent) = Path::new(&path).parent() {
+                    let _ = std::fs::remove_dir(parent);
+                }
             }
         }
         match volumes.delete(&name, &DeleteParams::default()).await {
