@@ -57,6 +57,10 @@ EXPECTED_CLUSTER_RULES = [
         "resources": ["events"],
         "verbs": ["create", "patch"],
     },
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["create", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["create", "patch"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "patch"]},
 ]
 
 

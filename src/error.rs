@@ -14,6 +14,12 @@ pub enum Error {
 
     #[error("{kind} {name} has no namespace")]
     NotNamespaced { kind: String, name: String },
+
+    #[error("rendering objects: {0}")]
+    Build(#[from] crate::cluster::objects::BuildError),
+
+    #[error("Secret {secret}: {reason}")]
+    Credentials { secret: String, reason: String },
 }
 
 impl Error {
@@ -23,6 +29,8 @@ impl Error {
             Error::MySql(_) => "mysql",
             Error::Encoding(_) => "encoding",
             Error::NotNamespaced { .. } => "not_namespaced",
+            Error::Build(_) => "build",
+            Error::Credentials { .. } => "credentials",
         }
     }
 }
