@@ -27,7 +27,8 @@ fn wait_leader(op: &Operator, within: Duration) -> anyhow::Result<()> {
 fn crds_install_and_explain_their_fields() -> anyhow::Result<()> {
     for crd in ["mysqlclusters", "onlineddls", "migrations", "shardsplits"] {
         let name = format!("{crd}.switchyard.io");
-        let out = kubectl(&["get", "crd", &name, "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"])?;
+        let out =
+            kubectl(&["get", "crd", &name, "-o", "jsonpath={.status.conditions[?(@.type==\"Established\")].status}"])?;
         ensure!(out.trim() == "True", "{name} is not established: {out}");
     }
     let explain = kubectl(&["explain", "mysqlcluster.spec"])?;
@@ -96,14 +97,8 @@ fn invalid_specs_get_invalid_spec_and_a_warning_event() -> anyhow::Result<()> {
             ensure!(msg.contains(needle), "{kind} message lacks {needle:?}: {msg}");
         }
         wait_until(&format!("a Warning Event for {kind}/{name}"), Duration::from_secs(30), POLL, || {
-            let events: Value = serde_json::from_str(&kubectl(&[
-                "get",
-                "events.events.k8s.io",
-                "-n",
-                ns.as_str(),
-                "-o",
-                "json",
-            ])?)?;
+            let events: Value =
+                serde_json::from_str(&kubectl(&["get", "events.events.k8s.io", "-n", ns.as_str(), "-o", "json"])?)?;
             Ok(events["items"]
                 .as_array()
                 .into_iter()
@@ -113,9 +108,18 @@ fn invalid_specs_get_invalid_spec_and_a_warning_event() -> anyhow::Result<()> {
         })?;
     }
     ensure!(
-        kubectl(&["get", "statefulsets,configmaps,secrets", "-n", ns.as_str(), "-l", "app.kubernetes.io/instance=bad-cluster", "-o", "name"])?
-            .trim()
-            .is_empty(),
+        kubectl(&[
+            "get",
+            "statefulsets,configmaps,secrets",
+            "-n",
+            ns.as_str(),
+            "-l",
+            "app.kubernetes.io/instance=bad-cluster",
+            "-o",
+            "name"
+        ])?
+        .trim()
+        .is_empty(),
         "an invalid MySQLCluster must create nothing"
     );
 
@@ -206,10 +210,19 @@ fn operator_runs_with_least_privilege() -> anyhow::Result<()> {
             _ => anyhow::bail!("kubectl auth can-i failed: {}", String::from_utf8_lossy(&out.stderr)),
         }
     };
-    for (verb, resource) in [("watch", "mysqlclusters.switchyard.io"), ("patch", "onlineddls.switchyard.io/status"), ("create", "events.events.k8s.io")] {
+    for (verb, resource) in [
+        ("watch", "mysqlclusters.switchyard.io"),
+        ("patch", "onlineddls.switchyard.io/status"),
+        ("create", "events.events.k8s.io"),
+    ] {
         ensure!(can(verb, resource, "default")?, "the operator needs {verb} {resource}");
     }
-    for (verb, resource) in [("delete", "mysqlclusters.switchyard.io"), ("create", "clusterroles"), ("delete", "namespaces"), ("create", "pods/exec")] {
+    for (verb, resource) in [
+        ("delete", "mysqlclusters.switchyard.io"),
+        ("create", "clusterroles"),
+        ("delete", "namespaces"),
+        ("create", "pods/exec"),
+    ] {
         ensure!(!can(verb, resource, "default")?, "the operator must not {verb} {resource}");
     }
     ensure!(can("create", "leases", OPERATOR_NAMESPACE)?, "leader election needs leases in its namespace");

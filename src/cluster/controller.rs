@@ -1,36 +1,313 @@
-//! The MySQLCluster controller. Today it validates the spec and reports it;
-//! provisioning and the clustering loop arrive with their own issue.
+//! The MySQLCluster controller: read → validate → build (pure) → apply →
+//! observe and perform one clustering operation → status.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use kube::ResourceExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
 
-use super::api::MySQLCluster;
+use super::api::{Endpoints, InstanceStatus, MySQLCluster, MySQLClusterStatus};
+use super::clustering::plan::{self, ClusterView, InstanceView, Operation, State};
+use super::clustering::{self, Accounts, Durability, Outcome, PodInfo};
 use super::validate::validate;
+use super::{apply, objects};
 use crate::error::Result;
-use crate::k8s::conditions::{Desired, UNKNOWN};
+use crate::k8s::FIELD_MANAGER;
+use crate::k8s::conditions::{Desired, FALSE, TRUE};
 use crate::operator::context::Context;
-use crate::operator::outcome::record;
-use crate::operator::spec_check;
+use crate::operator::outcome::{namespace, record};
+use crate::operator::spec_check::{self, Transition};
 
 pub const READY: &str = "Ready";
+pub const AVAILABLE: &str = "Available";
+pub const HEALTHY: &str = "Healthy";
+pub const PROGRESSING: &str = "Progressing";
+
+/// How often a settled cluster is re-observed: failover detection depends on it.
+const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// Next pass after an operation or while unsettled.
+const BUSY_INTERVAL: Duration = Duration::from_millis(500);
 
 pub async fn reconcile(obj: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let name = obj.name_any();
     let status = obj.status.clone().unwrap_or_default();
-    let (desired, event) = match validate(&obj.name_any(), &obj.spec) {
-        Err(errors) => spec_check::invalid(READY, &errors, &status.conditions),
-        Ok(()) => {
-            let d = Desired::new(
-                READY,
-                UNKNOWN,
-                "SpecAccepted",
-                "spec is valid; provisioning is not implemented in this release",
-            );
-            let ev = spec_check::normal_if_news(&status.conditions, &d);
-            (d, ev)
-        }
+    if let Err(errors) = validate(&name, &obj.spec) {
+        let (desired, event) = spec_check::invalid(READY, &errors, &status.conditions);
+        record(&ctx, &*obj, status, &[desired], event).await?;
+        return Ok(Action::await_change());
+    }
+    let ns = namespace(&*obj)?;
+
+    // Kubernetes objects. The StatefulSet never shrinks below the primary:
+    // scale-in waits for the switchover away from it.
+    let passwords = apply::ensure_passwords(&ctx.client, &obj).await?;
+    let mut objs = objects::build(&obj, &passwords)?;
+    let current_primary = status.primary.as_deref().and_then(|p| objects::pod_ordinal(&name, p));
+    let instances = obj.spec.replicas.max(current_primary.map_or(0, |p| p + 1));
+    if let Some(spec) = objs.statefulset.spec.as_mut() {
+        spec.replicas = Some(instances);
+    }
+    apply::apply_all(&ctx.client, &objs).await?;
+
+    // Clustering: observe, classify, one operation.
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let listed = pods.list(&ListParams::default().labels(&objects::selector_string(&name))).await?;
+    let pod_infos: Vec<PodInfo> = (0..instances).map(|ordinal| pod_info(&name, ordinal, &listed.items)).collect();
+    let accounts = Accounts {
+        operator_user: objects::OPERATOR_USER,
+        operator_password: &passwords.operator,
+        replication_user: objects::REPLICATION_USER,
+        replication_password: &passwords.replication,
     };
-    record(&ctx, &*obj, status, &[desired], event).await?;
-    Ok(Action::await_change())
+    let (views, mut conns) = clustering::observe(&pod_infos, &accounts).await;
+    let requested_primary = status.requested_primary.or(current_primary.map(|_| obj.spec.primary));
+    let view = ClusterView {
+        replicas: obj.spec.replicas,
+        spec_primary: obj.spec.primary,
+        instances: views,
+        primary: current_primary,
+        requested_primary,
+        primary_unreachable_since: status.primary_unreachable_since.as_ref().map(|t| t.0),
+        failover_enabled: obj.spec.failover.enabled,
+        failover_delay: Duration::from_secs(obj.spec.failover.delay_seconds.max(0) as u64),
+        semi_sync: obj.spec.replication.semi_sync,
+        now: jiff::Timestamp::now(),
+    };
+    let plan = plan::plan(&view);
+    let durability = Durability {
+        timeout: Duration::from_millis(obj.spec.replication.semi_sync_timeout_millis.max(100) as u64),
+        wait_for_replicas: obj.spec.replication.wait_for_replica_count.max(1) as u32,
+    };
+
+    let mut primary = current_primary;
+    let mut requested = requested_primary;
+    let mut last_operation = status.last_operation.clone();
+    let mut events: Vec<Transition> = Vec::new();
+    let mut operated = false;
+    if let Some(op) = &plan.operation {
+        operated = true;
+        match clustering::perform(op, &view, &mut conns, &accounts, &durability).await {
+            Ok(Outcome::NewPrimary { ordinal, note }) => {
+                primary = Some(ordinal);
+                // A failover is not a request: spec.primary keeps its meaning
+                // of "switch over when this changes".
+                if !matches!(op, Operation::Failover { .. }) || requested.is_none() {
+                    requested = Some(obj.spec.primary);
+                }
+                events.push(normal(operation_reason(op), &note));
+                last_operation = Some(note);
+            }
+            Ok(Outcome::Done(note)) => last_operation = Some(note),
+            Err(e) => {
+                let note = format!("{} failed: {e}", operation_reason(op));
+                events.push(Transition {
+                    type_: kube::runtime::events::EventType::Warning,
+                    reason: format!("{}Failed", operation_reason(op)),
+                    message: note.clone(),
+                });
+                last_operation = Some(note);
+            }
+        }
+    }
+
+    let new_status = status_of(&obj, &view, &plan, primary, requested, last_operation, &status);
+    let available = new_status.instances.iter().any(|i| i.role == "primary" && i.healthy);
+    let all_ready = new_status.ready_replicas == obj.spec.replicas;
+    let state = if operated && primary != current_primary { State::Degraded } else { plan.state };
+    let conditions = [
+        Desired::new(
+            AVAILABLE,
+            if available { TRUE } else { FALSE },
+            if available { "PrimaryWritable" } else { "NoWritablePrimary" },
+            match &new_status.primary {
+                Some(p) if available => format!("{p} accepts writes"),
+                _ => plan.reason.clone(),
+            },
+        ),
+        Desired::new(
+            READY,
+            if available && all_ready { TRUE } else { FALSE },
+            if available && all_ready { "AllInstancesReady" } else { "InstancesNotReady" },
+            format!("{}/{} instances ready", new_status.ready_replicas, obj.spec.replicas),
+        ),
+        Desired::new(
+            HEALTHY,
+            if state == State::Healthy { TRUE } else { FALSE },
+            state.as_str(),
+            if plan.reason.is_empty() {
+                "every instance replicates from the primary".to_string()
+            } else {
+                plan.reason.clone()
+            },
+        ),
+        Desired::new(
+            PROGRESSING,
+            if operated { TRUE } else { FALSE },
+            if operated { "Operating" } else { "Settled" },
+            new_status.last_operation.clone().unwrap_or_default(),
+        ),
+    ];
+    if status.state.as_deref() != Some(state.as_str()) {
+        let warn = matches!(state, State::Failed | State::Lost | State::Errant);
+        let message = format!("{} → {}: {}", status.state.as_deref().unwrap_or("New"), state.as_str(), plan.reason);
+        events.push(Transition {
+            type_: if warn {
+                kube::runtime::events::EventType::Warning
+            } else {
+                kube::runtime::events::EventType::Normal
+            },
+            reason: if state == State::Errant { "ErrantReplica".into() } else { state.as_str().into() },
+            message,
+        });
+    }
+    let previous_instances = status.instances.len() as i32;
+    if previous_instances > 0 && previous_instances != instances {
+        events.push(normal("Scaling", &format!("instances {previous_instances} → {instances}")));
+    }
+    let mut new_status = new_status;
+    new_status.state = Some(state.as_str().into());
+    record(&ctx, &*obj, new_status.clone(), &conditions, None).await?;
+    let regarding = obj.object_ref(&());
+    for ev in events {
+        match ev.type_ {
+            kube::runtime::events::EventType::Normal => {
+                ctx.events.normal(&regarding, &ev.reason, "Clustering", ev.message).await
+            }
+            kube::runtime::events::EventType::Warning => {
+                ctx.events.warning(&regarding, &ev.reason, "Clustering", ev.message).await
+            }
+        }
+    }
+    label_roles(&pods, &listed.items, &name, &new_status).await?;
+
+    Ok(Action::requeue(if operated || state != State::Healthy { BUSY_INTERVAL } else { HEALTH_CHECK_INTERVAL }))
+}
+
+fn normal(reason: &str, message: &str) -> Transition {
+    Transition { type_: kube::runtime::events::EventType::Normal, reason: reason.into(), message: message.into() }
+}
+
+fn operation_reason(op: &Operation) -> &'static str {
+    match op {
+        Operation::AssignServerId { .. } => "AssignServerId",
+        Operation::Bootstrap { .. } => "PrimaryElected",
+        Operation::MakeWritable { .. } => "MakeWritable",
+        Operation::MakeReadOnly { .. } => "MakeReadOnly",
+        Operation::Replicate { .. } => "Replicate",
+        Operation::SemiSync { .. } => "SemiSync",
+        Operation::Switchover { .. } => "Switchover",
+        Operation::Failover { .. } => "Failover",
+    }
+}
+
+fn pod_info(cluster: &str, ordinal: i32, pods: &[Pod]) -> PodInfo {
+    let name = objects::pod_name(cluster, ordinal);
+    let pod = pods.iter().find(|p| p.metadata.name.as_deref() == Some(name.as_str()));
+    let running = |p: &&Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    PodInfo {
+        ordinal,
+        address: pod.filter(running).and_then(|p| p.status.as_ref()?.pod_ip.clone()),
+        deleting: pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some()),
+    }
+}
+
+/// The status this pass observed. Pure.
+fn status_of(
+    obj: &MySQLCluster,
+    view: &ClusterView,
+    plan: &plan::Plan,
+    primary: Option<i32>,
+    requested: Option<i32>,
+    last_operation: Option<String>,
+    previous: &MySQLClusterStatus,
+) -> MySQLClusterStatus {
+    let name = obj.name_any();
+    let primary_ip =
+        primary.and_then(|p| view.instances.iter().find(|i| i.ordinal == p)).and_then(|i| i.address.clone());
+    let promoted_now = primary != view.primary;
+    let instances: Vec<InstanceStatus> = view
+        .instances
+        .iter()
+        .map(|i: &InstanceView| {
+            let is_primary = Some(i.ordinal) == primary;
+            let errant = plan.errant.contains(&i.ordinal);
+            let o = i.mysql.as_ref().filter(|_| !i.deleting);
+            let replicating = o
+                .and_then(|o| o.replica.as_ref())
+                .is_some_and(|r| r.io_running && r.sql_running && Some(&r.source_host) == primary_ip.as_ref());
+            let healthy = !errant
+                && match o {
+                    Some(o) if is_primary => !o.read_only || promoted_now,
+                    Some(o) => o.read_only && replicating,
+                    None => false,
+                };
+            InstanceStatus {
+                name: objects::pod_name(&name, i.ordinal),
+                address: i.address.clone(),
+                role: if is_primary {
+                    "primary".into()
+                } else if o.is_some() {
+                    "replica".into()
+                } else {
+                    "unknown".into()
+                },
+                gtid: o.map(|o| o.gtids.clone()),
+                lag_seconds: o.and_then(|o| o.replica.as_ref()).and_then(|r| r.lag_seconds),
+                read_only: o.is_some_and(|o| o.read_only) && !(is_primary && promoted_now),
+                healthy,
+                errant_gtid: if errant { o.map(|o| o.gtids.clone()) } else { None },
+            }
+        })
+        .collect();
+    MySQLClusterStatus {
+        observed_generation: obj.meta().generation,
+        state: Some(plan.state.as_str().into()),
+        primary: primary.map(|p| objects::pod_name(&name, p)),
+        requested_primary: requested,
+        primary_unreachable_since: if promoted_now { None } else { plan.primary_unreachable_since.map(Time) },
+        last_operation,
+        ready_replicas: instances.iter().filter(|i| i.healthy).count() as i32,
+        instances,
+        endpoints: Some(Endpoints {
+            primary: objects::primary_service_name(&name),
+            replicas: objects::replicas_service_name(&name),
+        }),
+        conditions: previous.conditions.clone(),
+    }
+}
+
+/// The role label the primary and replicas Services select on: the primary,
+/// and replicas that replicate correctly. Others carry none, so no Service
+/// sends traffic to them.
+async fn label_roles(pods: &Api<Pod>, listed: &[Pod], cluster: &str, status: &MySQLClusterStatus) -> Result<()> {
+    for pod in listed {
+        let pod_name = pod.name_any();
+        let Some(ordinal) = objects::pod_ordinal(cluster, &pod_name) else { continue };
+        let instance = status.instances.iter().find(|i| i.name == pod_name);
+        let want = match instance {
+            Some(i) if i.role == "primary" && i.healthy => Some(objects::ROLE_PRIMARY),
+            Some(i) if i.role == "replica" && i.healthy => Some(objects::ROLE_REPLICA),
+            _ => None,
+        };
+        let have = pod.labels().get(objects::ROLE_LABEL).map(String::as_str);
+        if have == want {
+            continue;
+        }
+        let labels = match want {
+            Some(role) => serde_json::json!({ objects::ROLE_LABEL: role }),
+            None => serde_json::json!({}),
+        };
+        let patch = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": { "name": pod_name, "labels": labels },
+        });
+        tracing::debug!(pod = %pod_name, ordinal, role = ?want, "labelling");
+        pods.patch(&pod_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    }
+    Ok(())
 }

@@ -42,7 +42,8 @@ pub fn merge(current: &[Condition], desired: &[Desired], generation: Option<i64>
             type_: d.type_.to_string(),
             status: d.status.to_string(),
             reason: d.reason.clone(),
-            message: d.message.clone(),
+            // The API server refuses an empty message in an apply (it arrives as null).
+            message: if d.message.is_empty() { d.reason.clone() } else { d.message.clone() },
             observed_generation: generation,
             last_transition_time: last,
         };

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use crate::cluster::objects::server_id;
 use crate::mysql::instance::InstanceError;
 use crate::mysql::sql::Source;
 use crate::mysql::{GtidSet, Instance};
@@ -232,6 +233,8 @@ async fn failover(
         ))
     })?;
     let new = conn(conns, chosen)?;
+    // It may itself have restarted; it must not write under another's id.
+    on!(chosen, new.set_server_id(server_id(chosen)));
     on!(chosen, new.promote());
     on!(chosen, new.set_semi_sync(true, want_semi, durability.timeout, durability.wait_for_replicas));
     let gtids = on!(chosen, new.executed_gtids());

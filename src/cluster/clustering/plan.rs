@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use crate::cluster::objects::server_id;
 use crate::mysql::{GtidSet, Observed};
 
 /// The closed set of cluster states (docs/clustering.md).
@@ -122,12 +123,6 @@ pub struct Plan {
     pub reason: String,
 }
 
-/// `server_id = 100 + ordinal`: distinct per instance, stable across restarts,
-/// and never 0 or 1 (the defaults of an unconfigured server).
-pub fn server_id(ordinal: i32) -> u32 {
-    100 + ordinal.max(0) as u32
-}
-
 /// MySQL error: the source purged binlogs the replica still needs.
 const ER_SOURCE_FATAL_ERROR_READING_BINLOG: u32 = 1236;
 
@@ -141,6 +136,25 @@ pub fn plan(v: &ClusterView) -> Plan {
         reason: String::new(),
     };
     let in_range = |i: &&InstanceView| i.ordinal < v.replicas;
+
+    // A primary found with an unassigned server id has restarted since the
+    // operator configured it: it came back read-only and may hold commits no
+    // replica acknowledged. When a replica can take over, that is a failure
+    // like any other, and it is failed over at once rather than after the
+    // unreachability delay, which exists to ride out network blips.
+    if let Some(primary) = v.primary
+        && v.failover_enabled
+        && let Some(pm) = v.instances.iter().find(|i| i.ordinal == primary).and_then(InstanceView::reachable)
+        && pm.server_id != server_id(primary)
+    {
+        let candidates = failover_candidates(v, primary);
+        if !candidates.is_empty() {
+            p.state = State::Failed;
+            p.reason = format!("the primary (instance {primary}) restarted; failing over");
+            p.operation = Some(Operation::Failover { from: primary, candidates });
+            return p;
+        }
+    }
 
     // Nothing may write or replicate under a wrong server id.
     if let Some(i) =
@@ -278,12 +292,7 @@ fn bootstrap(v: &ClusterView, mut p: Plan) -> Plan {
 /// The primary does not answer: fail over once it has been gone long enough.
 fn primary_down(v: &ClusterView, primary: i32, mut p: Plan) -> Plan {
     let since = *p.primary_unreachable_since.get_or_insert(v.now);
-    let candidates: Vec<i32> = v
-        .instances
-        .iter()
-        .filter(|i| i.ordinal != primary && i.ordinal < v.replicas && i.reachable().is_some())
-        .map(|i| i.ordinal)
-        .collect();
+    let candidates = failover_candidates(v, primary);
     if candidates.is_empty() {
         p.state = State::Lost;
         p.reason = format!("instance {primary} (primary) and every replica do not answer");
@@ -303,6 +312,15 @@ fn primary_down(v: &ClusterView, primary: i32, mut p: Plan) -> Plan {
         p.operation = Some(Operation::Failover { from: primary, candidates });
     }
     p
+}
+
+/// Replicas that answer and may become primary.
+fn failover_candidates(v: &ClusterView, primary: i32) -> Vec<i32> {
+    v.instances
+        .iter()
+        .filter(|i| i.ordinal != primary && i.ordinal < v.replicas && i.reachable().is_some())
+        .map(|i| i.ordinal)
+        .collect()
 }
 
 /// After fencing: the candidate whose executed set contains every other
@@ -523,6 +541,21 @@ mod tests {
         let mut v = healthy_view();
         v.primary_unreachable_since = Some(v.now);
         assert_eq!(plan(&v).primary_unreachable_since, None);
+    }
+
+    #[test]
+    fn a_restarted_primary_is_failed_over_at_once() {
+        let mut v = healthy_view();
+        v.instances[0].mysql.as_mut().unwrap().server_id = 1;
+        v.instances[0].mysql.as_mut().unwrap().read_only = true;
+        assert_eq!(plan(&v).operation, Some(Operation::Failover { from: 0, candidates: vec![1, 2] }));
+        // Alone, or with failover off, it is recovered in place.
+        v.failover_enabled = false;
+        assert_eq!(plan(&v).operation, Some(Operation::AssignServerId { ordinal: 0, server_id: 100 }));
+        v.failover_enabled = true;
+        v.replicas = 1;
+        v.instances.truncate(1);
+        assert_eq!(plan(&v).operation, Some(Operation::AssignServerId { ordinal: 0, server_id: 100 }));
     }
 
     #[test]
