@@ -131,6 +131,8 @@ async fn statefulset_pod_becomes_ready_with_bound_claim_and_config() -> anyhow::
     let mut conn = mysql(&ip, "root", ROOT_PASSWORD).await?;
     let max_connections = query_value::<u64>(&mut conn, "SELECT @@max_connections").await?;
     ensure!(max_connections == Some(77), "max_connections = {max_connections:?}, the ConfigMap says 77");
+    let hostname = query_value::<String>(&mut conn, "SELECT @@hostname").await?;
+    ensure!(hostname.as_deref() == Some(POD), "@@hostname = {hostname:?}, a pod's host name is its name");
     conn.disconnect().await?;
     ns.passed();
     Ok(())

@@ -128,7 +128,9 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; leaving servers running for the next agent run"),
         _ = term.recv() => tracing::info!("terminated; leaving servers running for the next agent run"),
-        done = tasks.join_next() => tracing::error!(?done, "a node agent loop ended unexpectedly"),
+        done = tasks.join_next() => {
+            return Err(AgentError::Invalid(format!("a node agent loop ended unexpectedly: {done:?}")));
+        }
     }
     Ok(())
 }

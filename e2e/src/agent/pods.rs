@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::ListParams;
 use kube::runtime::reflector::{self, Store};
@@ -76,13 +76,18 @@ impl Manager {
         let pods = store.state();
         let mut present: HashSet<String> = HashSet::new();
         self.finished.retain(|_, at| at.elapsed() < Duration::from_secs(600));
-        self.supervisors.retain(|_, h| {
-            if h.task.is_finished() {
-                self.finished.insert(h.uid.clone(), Instant::now());
-                false
-            } else {
-                true
+        self.supervisors.retain(|k, h| {
+            if !h.task.is_finished() {
+                return true;
             }
+            match (&mut h.task).now_or_never() {
+                // A bug must not leave the pod unmanaged: supervise it anew.
+                Some(Err(e)) if e.is_panic() => tracing::error!(pod = %k, "pod supervisor panicked; restarting it"),
+                _ => {
+                    self.finished.insert(h.uid.clone(), Instant::now());
+                }
+            }
+            false
         });
         for pod in pods {
             let k = key(&pod);

@@ -172,6 +172,10 @@ impl ServerProcess {
 }
 
 /// Start a server with stdout and stderr appended to `log`, and record it.
+///
+/// With `hostname`, the server gets its own UTS namespace with that host
+/// name, so `@@hostname` is the pod's name as in a real pod. Without the
+/// privilege for that it keeps the machine's name.
 pub fn spawn(
     program: &Path,
     args: &[String],
@@ -179,6 +183,7 @@ pub fn spawn(
     log: &Path,
     record_path: &Path,
     pod_uid: &str,
+    hostname: Option<&str>,
 ) -> Result<ServerProcess> {
     let open_log = || {
         std::fs::OpenOptions::new()
@@ -199,6 +204,17 @@ pub fn spawn(
         .process_group(0)
         // The server must outlive a restarting agent, which adopts it.
         .kill_on_drop(false);
+    if let Some(name) = hostname.and_then(|h| std::ffi::CString::new(h).ok()) {
+        // SAFETY: the closure only makes two async-signal-safe syscalls.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::unshare(libc::CLONE_NEWUTS) == 0 {
+                    libc::sethostname(name.as_ptr(), name.as_bytes().len());
+                }
+                Ok(())
+            });
+        }
+    }
     let child = command.spawn().map_err(AgentError::io(format!("starting {}", program.display())))?;
     let pid = child.id().ok_or_else(|| AgentError::Invalid("mariadbd exited before it got a pid".into()))?;
     let record = ProcessRecord {
@@ -335,8 +351,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("switchyard-proc-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let record_path = dir.join("process.json");
-        let mut p =
-            spawn(Path::new("/bin/sleep"), &["30".to_string()], &[], &dir.join("log"), &record_path, "uid-1").unwrap();
+        let mut p = spawn(
+            Path::new("/bin/sleep"),
+            &["30".to_string()],
+            &[],
+            &dir.join("log"),
+            &record_path,
+            "uid-1",
+            Some("db-0"),
+        )
+        .unwrap();
         let record = ProcessRecord::read(&record_path).unwrap();
         assert_eq!(record.pid, p.pid());
         assert!(record.is_running());

@@ -37,6 +37,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
 const RESYNC: Duration = Duration::from_secs(10);
 const COMPONENT: &str = "kubelet";
+const MAX_EVENTS_PER_REASON: u32 = 20;
 
 /// What all supervisors share.
 pub struct Shared {
@@ -123,6 +124,7 @@ async fn prepare(
     container: Container,
     paths: PodPaths,
     ip: Ipv4Addr,
+    hostname: String,
     initialize: bool,
 ) -> Result<Launch, StartFailure> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
@@ -133,8 +135,12 @@ async fn prepare(
         .map_err(|e| waiting("ContainerCreating", format!("reading configmaps and secrets: {e}")))?;
     let claims = volumes::resolve_claims(&shared.client, &pod).await?;
     let facts = PodFacts::from_pod(&pod, Some(ip), shared.host_ip);
-    let env =
+    let mut env =
         env::resolve(&container, &facts, &objects).map_err(|e| waiting("CreateContainerConfigError", e.to_string()))?;
+    // As in any pod, unless the pod sets it itself.
+    if !env.iter().any(|(k, _)| k == "HOSTNAME") {
+        env.insert(0, ("HOSTNAME".to_string(), hostname));
+    }
     let host_volumes = volumes::materialize(&pod, &paths, &objects, &facts, &claims)?;
     let mounts = volumes::mount_table(&container, &host_volumes)?;
 
@@ -259,7 +265,7 @@ struct Incarnation {
     last_sent: Option<PodStatus>,
     last_sent_at: Option<Instant>,
     last_waiting_event: Option<String>,
-    unhealthy_events: u32,
+    events_sent: BTreeMap<String, u32>,
 }
 
 impl Incarnation {
@@ -301,7 +307,7 @@ impl Incarnation {
             last_sent: None,
             last_sent_at: None,
             last_waiting_event: None,
-            unhealthy_events: 0,
+            events_sent: BTreeMap::new(),
         }
     }
 
@@ -311,6 +317,14 @@ impl Incarnation {
 
     fn server_container(&self) -> Option<Container> {
         self.server.and_then(|i| self.spec_containers().get(i).cloned())
+    }
+
+    /// The pod's host name as Kubernetes sets it: spec.hostname, else the
+    /// pod name, at most 63 characters.
+    fn hostname(&self) -> String {
+        let spec = self.pod.spec.as_ref();
+        let name = spec.and_then(|s| s.hostname.clone()).or_else(|| self.pod.metadata.name.clone()).unwrap_or_default();
+        name.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_string()
     }
 
     fn restart_policy(&self) -> String {
@@ -396,12 +410,13 @@ impl Incarnation {
             }
             self.runtime.containers.push(rt);
         }
-        for message in unsupported.iter().chain(self.runtime.init_containers.iter().filter_map(|c| match &c.state {
-            State::Waiting { message, .. } => message.as_ref(),
+        unsupported.extend(self.runtime.init_containers.iter().filter_map(|c| match &c.state {
+            State::Waiting { message, .. } => message.clone(),
             _ => None,
-        })) {
+        }));
+        for message in unsupported {
             tracing::warn!(pod = %self.name, "{message}");
-            self.event(Kind::Warning, "UnsupportedImage", message).await;
+            self.event(Kind::Warning, "UnsupportedImage", &message).await;
         }
 
         let record = ProcessRecord::read(&self.paths.process_record()).filter(|r| r.is_running());
@@ -498,11 +513,19 @@ impl Incarnation {
             container,
             self.paths.clone(),
             ip,
+            self.hostname(),
             initialize,
         )));
     }
 
-    async fn event(&self, kind: Kind, reason: &str, message: &str) {
+    /// Post an event; repetitive ones (probe failures, back-offs of a crash
+    /// loop) are capped per pod so a broken pod cannot flood the API.
+    async fn event(&mut self, kind: Kind, reason: &str, message: &str) {
+        let sent = self.events_sent.entry(reason.to_string()).or_default();
+        *sent += 1;
+        if *sent > MAX_EVENTS_PER_REASON {
+            return;
+        }
         self.shared.recorder.pod(&self.pod, COMPONENT, kind, reason, message).await;
     }
 
@@ -576,6 +599,7 @@ impl Incarnation {
                     &self.paths.log(),
                     &self.paths.process_record(),
                     &self.uid,
+                    Some(&self.hostname()),
                 ) {
                     Ok(p) => {
                         let started_at = status::now();
@@ -623,10 +647,11 @@ impl Incarnation {
 
     fn begin_prepare_later(&mut self) {
         let (Some(container), Some(ip)) = (self.server_container(), self.ip) else { return };
-        let (shared, pod, paths) = (self.shared.clone(), self.pod.clone(), self.paths.clone());
+        let (shared, pod, paths, hostname) =
+            (self.shared.clone(), self.pod.clone(), self.paths.clone(), self.hostname());
         self.starting = Some(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            prepare(shared, pod, container, paths, ip, false).await
+            prepare(shared, pod, container, paths, ip, hostname, false).await
         }));
     }
 
@@ -704,15 +729,12 @@ impl Incarnation {
         let ok = outcome.result.is_ok();
         if let Err(message) = &outcome.result {
             tracing::debug!(pod = %self.name, kind = ?outcome.kind, "probe failed: {message}");
-            if self.unhealthy_events < 20 {
-                self.unhealthy_events += 1;
-                let what = match outcome.kind {
-                    probe::Kind::Startup => "Startup",
-                    probe::Kind::Readiness => "Readiness",
-                    probe::Kind::Liveness => "Liveness",
-                };
-                self.event(Kind::Warning, "Unhealthy", &format!("{what} probe failed: {message}")).await;
-            }
+            let what = match outcome.kind {
+                probe::Kind::Startup => "Startup",
+                probe::Kind::Readiness => "Readiness",
+                probe::Kind::Liveness => "Liveness",
+            };
+            self.event(Kind::Warning, "Unhealthy", &format!("{what} probe failed: {message}")).await;
         }
         match outcome.kind {
             probe::Kind::Startup => {
