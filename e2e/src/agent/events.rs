@@ -2,6 +2,8 @@
 //! `kubectl describe pod` tells a person what happened. Best effort: an event
 //! that cannot be posted is logged, never an error.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -57,8 +59,11 @@ impl Recorder {
             ..Default::default()
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!(pod = %name, reason, error = %e, "could not post event");
+        // Best effort, and never long: events only explain, they decide nothing.
+        match tokio::time::timeout(Duration::from_secs(5), api.create(&PostParams::default(), &event)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(pod = %name, reason, error = %e, "could not post event"),
+            Err(_) => tracing::debug!(pod = %name, reason, "posting event timed out"),
         }
     }
 }

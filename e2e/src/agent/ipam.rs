@@ -26,8 +26,18 @@ fn key(namespace: &str, pod: &str) -> String {
 impl Ipam {
     pub fn load(path: &Path) -> Result<Self> {
         let by_pod = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|source| AgentError::StateFile { path: path.to_path_buf(), source })?,
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(map) => map,
+                Err(source) => {
+                    // Losing the allocations only costs address stability;
+                    // refusing to start would cost every pod. Keep the file.
+                    let aside = path.with_extension("json.corrupt");
+                    tracing::error!(file = %path.display(), error = %source, aside = %aside.display(), "unreadable address allocations; starting afresh");
+                    std::fs::rename(path, &aside)
+                        .map_err(AgentError::io(format!("moving {} aside", path.display())))?;
+                    BTreeMap::new()
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(AgentError::io(format!("reading {}", path.display()))(e)),
         };
@@ -130,6 +140,16 @@ mod tests {
         assert!(ipam.lookup("busy", "db-0").is_some());
         assert_eq!(ipam.lookup("kept", "db-0"), Some(kept));
         assert_eq!(ipam.allocate("new", "db-0").unwrap(), Ipv4Addr::new(127, 0, 0, 10));
+    }
+
+    #[test]
+    fn a_corrupt_file_is_moved_aside() {
+        let path = temp_file("corrupt");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "{not json").unwrap();
+        let mut ipam = Ipam::load(&path).unwrap();
+        assert_eq!(ipam.allocate("ns", "db-0").unwrap(), Ipv4Addr::new(127, 0, 0, 10));
+        assert!(path.with_extension("json.corrupt").exists());
     }
 
     #[test]

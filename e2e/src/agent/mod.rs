@@ -77,6 +77,34 @@ fn server_version(mariadbd: &std::path::Path) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// One agent per state dir: two would run two servers on one datadir. The
+/// lock dies with the process, so a crashed agent never blocks the next one.
+fn lock_state_dir(layout: &StateLayout) -> Result<std::fs::File> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let path = layout.root().join("agent.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(AgentError::io(format!("opening {}", path.display())))?;
+    // SAFETY: flock(2) on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        return Err(AgentError::Invalid(format!(
+            "another node agent (pid {}) is running with state dir {}",
+            holder.trim(),
+            layout.root().display()
+        )));
+    }
+    file.set_len(0)
+        .and_then(|_| write!(file, "{}", std::process::id()))
+        .map_err(AgentError::io("writing agent.lock"))?;
+    Ok(file)
+}
+
 /// Run until SIGINT/SIGTERM. Servers keep running when the agent stops; the
 /// next agent run adopts them.
 pub async fn run(config: AgentConfig) -> Result<()> {
@@ -85,6 +113,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     for dir in [layout.pods_root(), layout.volumes_root()] {
         std::fs::create_dir_all(&dir).map_err(AgentError::io(format!("creating {}", dir.display())))?;
     }
+    let _lock = lock_state_dir(&layout)?;
     let version = server_version(&config.mariadbd);
     let options = options::ServerOptions::detect(&config.mariadbd);
     let facts = node::NodeFacts::detect(&config.node_name, &version);
@@ -115,11 +144,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         image_id: format!("mariadbd://{version}"),
         host_ip: Ipv4Addr::LOCALHOST,
     });
-    let labels = node::node_object(&facts).metadata.labels.unwrap_or_default();
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(node::heartbeat(client.clone(), facts));
-    tasks.spawn(scheduler::run(client.clone(), recorder, config.node_name.clone(), labels));
+    tasks.spawn(scheduler::run(client.clone(), recorder, config.node_name.clone()));
     tasks.spawn(provisioner::run(client.clone(), layout));
     tasks.spawn(pods::Manager::new(shared).run());
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -16,14 +16,19 @@ use super::events::{Kind, Recorder};
 
 const UNSCHEDULED: &str = "spec.nodeName=,status.phase!=Succeeded,status.phase!=Failed";
 
-/// Whether this scheduler should place the pod on a node with these labels.
-pub fn wants_binding(pod: &Pod, node_labels: &BTreeMap<String, String>) -> bool {
+/// An unbound, live pod that asks for the default scheduler.
+pub fn awaits_default_scheduler(pod: &Pod) -> bool {
     let Some(spec) = pod.spec.as_ref() else { return false };
     let unbound = spec.node_name.as_deref().unwrap_or_default().is_empty();
     let ours = matches!(spec.scheduler_name.as_deref(), None | Some("") | Some("default-scheduler"));
-    let alive = pod.metadata.deletion_timestamp.is_none();
+    unbound && ours && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// Whether this scheduler should place the pod on a node with these labels.
+pub fn wants_binding(pod: &Pod, node_labels: &BTreeMap<String, String>) -> bool {
+    let Some(spec) = pod.spec.as_ref() else { return false };
     let fits = spec.node_selector.iter().flatten().all(|(k, v)| node_labels.get(k) == Some(v));
-    unbound && ours && alive && fits
+    awaits_default_scheduler(pod) && fits
 }
 
 pub async fn bind(client: &Client, recorder: &Recorder, pod: &Pod, node: &str) {
@@ -56,7 +61,25 @@ pub async fn bind(client: &Client, recorder: &Recorder, pod: &Pod, node: &str) {
     }
 }
 
-async fn bind_all(client: &Client, recorder: &Recorder, node: &str, labels: &BTreeMap<String, String>) {
+/// The node's labels if pods may be placed on it now: it exists and is not
+/// cordoned (`kubectl cordon` sets spec.unschedulable).
+async fn schedulable(client: &Client, node: &str) -> Option<BTreeMap<String, String>> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes.get_opt(node).await {
+        Ok(Some(n)) if !n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) => {
+            Some(n.metadata.labels.unwrap_or_default())
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "reading node failed");
+            None
+        }
+    }
+}
+
+async fn bind_all(client: &Client, recorder: &Recorder, node: &str) {
+    let Some(labels) = schedulable(client, node).await else { return };
+    let labels = &labels;
     let pods: Api<Pod> = Api::all(client.clone());
     match pods.list(&ListParams::default().fields(UNSCHEDULED)).await {
         Ok(list) => {
@@ -70,7 +93,7 @@ async fn bind_all(client: &Client, recorder: &Recorder, node: &str, labels: &BTr
 
 /// Bind on every watch event, and sweep every few seconds in case a watch
 /// event was missed.
-pub async fn run(client: Client, recorder: Recorder, node: String, labels: BTreeMap<String, String>) {
+pub async fn run(client: Client, recorder: Recorder, node: String) {
     let pods: Api<Pod> = Api::all(client.clone());
     let stream = watcher(pods, watcher::Config::default().fields(UNSCHEDULED)).default_backoff();
     let mut stream = std::pin::pin!(stream);
@@ -79,7 +102,10 @@ pub async fn run(client: Client, recorder: Recorder, node: String, labels: BTree
         tokio::select! {
             event = stream.next() => match event {
                 Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
-                    if wants_binding(&pod, &labels) {
+                    if awaits_default_scheduler(&pod)
+                        && let Some(labels) = schedulable(&client, &node).await
+                        && wants_binding(&pod, &labels)
+                    {
                         bind(&client, &recorder, &pod, &node).await;
                     }
                 }
@@ -87,7 +113,7 @@ pub async fn run(client: Client, recorder: Recorder, node: String, labels: BTree
                 Some(Err(e)) => tracing::debug!(error = %e, "unscheduled pod watch interrupted"),
                 None => return,
             },
-            _ = sweep.tick() => bind_all(&client, &recorder, &node, &labels).await,
+            _ = sweep.tick() => bind_all(&client, &recorder, &node).await,
         }
     }
 }

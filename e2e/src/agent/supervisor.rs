@@ -38,6 +38,8 @@ const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
 const RESYNC: Duration = Duration::from_secs(10);
 const COMPONENT: &str = "kubelet";
 const MAX_EVENTS_PER_REASON: u32 = 20;
+/// A hung API call must not stall a pod's supervision for long.
+const API_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What all supervisors share.
 pub struct Shared {
@@ -536,7 +538,18 @@ impl Incarnation {
         loop {
             if self.pod.metadata.deletion_timestamp.is_some() {
                 self.terminate(self.grace()).await;
-                self.delete_pod().await;
+                // Until the object is gone: a pod left Terminating would
+                // block its StatefulSet forever.
+                let mut delay = Duration::from_secs(1);
+                while !self.delete_pod().await {
+                    let gone = matches!(&*updates.borrow(), Update::Gone)
+                        || matches!(&*updates.borrow(), Update::Present(p) if uid_of(p) != self.uid);
+                    if gone {
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                }
                 self.clean_up();
                 return End::Deleted;
             }
@@ -864,8 +877,9 @@ impl Incarnation {
         let _ = std::fs::remove_file(self.paths.process_record());
     }
 
-    /// The kubelet's last word on a deleted pod: remove it for good.
-    async fn delete_pod(&self) {
+    /// The kubelet's last word on a deleted pod: remove it for good. True
+    /// once the object is gone.
+    async fn delete_pod(&self) -> bool {
         let (ns, name) = self.name.split_once('/').unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(self.shared.client.clone(), ns);
         let params = DeleteParams {
@@ -873,10 +887,21 @@ impl Incarnation {
             preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
             ..Default::default()
         };
-        match pods.delete(name, &params).await {
-            Ok(_) => tracing::info!(pod = %self.name, "pod deleted"),
-            Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => {}
-            Err(e) => tracing::warn!(pod = %self.name, error = %e, "deleting pod failed; will retry"),
+        match tokio::time::timeout(API_TIMEOUT, pods.delete(name, &params)).await {
+            Ok(Ok(_)) => {
+                tracing::info!(pod = %self.name, "pod deleted");
+                true
+            }
+            // Gone already, or replaced by a new pod of the same name.
+            Ok(Err(kube::Error::Api(e))) if matches!(e.code, 404 | 409) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(pod = %self.name, error = %e, "deleting pod failed; will retry");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(pod = %self.name, "deleting pod timed out; will retry");
+                false
+            }
         }
     }
 
@@ -907,7 +932,12 @@ impl Incarnation {
         let (ns, name) = self.name.split_once('/').unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(self.shared.client.clone(), ns);
         let patch = serde_json::json!({ "status": built });
-        match pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+        let result = match tokio::time::timeout(API_TIMEOUT, pods.patch_status(name, &params, &patch)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("timed out".to_string()),
+        };
+        match result {
             Ok(updated) => {
                 self.last_sent = Some(built);
                 self.last_sent_at = Some(Instant::now());
@@ -915,7 +945,6 @@ impl Incarnation {
                     self.pod = Arc::new(updated);
                 }
             }
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => {
                 tracing::warn!(pod = %self.name, error = %e, "patching pod status failed");
                 self.last_sent_at = Some(Instant::now());
