@@ -300,6 +300,8 @@ impl InitJob {
             .args(["--skip-networking", "--default-time-zone=SYSTEM", "--wsrep_on=OFF", "--expire-logs-days=0"])
             .args(["--skip-slave-start", "--loose-innodb_buffer_pool_load_at_startup=0", "--skip-ssl"])
             .arg(format!("--socket={}", self.socket.display()))
+            // Visible to `ps` like the real server's (see supervisor::prepare).
+            .arg(format!("--datadir={}", self.datadir.display()))
             .stdin(Stdio::null())
             .stdout(self.log_file()?)
             .stderr(self.log_file()?)

@@ -2,13 +2,13 @@
 //!
 //! It registers a Node, keeps it Ready, binds pending pods to it, provisions
 //! hostPath volumes for claims, and runs every MySQL-family pod as a real
-//! `mariadbd` process on its own loopback address. See `e2e/README` material
-//! in the module docs below for the on-disk layout.
+//! `mariadbd` process on its own loopback address. `README.md` beside this
+//! file says what it does and does not do, for people writing tests.
 //!
 //! State dir layout (shared with the `signal` subcommand and the e2e harness):
 //! `<state>/pods/<ns>/<pod>/` run dir (my.cnf, socket, pid files, mysqld.log,
 //! materialized volumes), `<state>/volumes/<ns>/<claim>/` claim data,
-//! `<state>/ips.json` pod addresses.
+//! `<state>/ips.json` pod addresses, `<state>/agent.lock`.
 
 pub mod entrypoint;
 pub mod env;
