@@ -486,6 +486,11 @@ impl Incarnation {
             self.generation += 1;
             // Probes need the environment and mounts again; no first start.
             self.begin_prepare(false);
+        } else if let Some(ended) = self.ended_for_good(&previous) {
+            // A pod that already Succeeded or Failed is never run again.
+            if let Some(rt) = self.server_runtime() {
+                rt.state = State::Terminated(ended);
+            }
         } else {
             let had_run = previous_started(&self.pod, self.server_container().map(|c| c.name).unwrap_or_default());
             if had_run {
@@ -505,6 +510,21 @@ impl Incarnation {
             }
             self.next_start = Some(Instant::now());
         }
+    }
+
+    /// The termination of a server container of a pod that has finished
+    /// (phase Succeeded or Failed), as an earlier agent run reported it.
+    fn ended_for_good(
+        &self,
+        previous: &BTreeMap<String, k8s_openapi::api::core::v1::ContainerStatus>,
+    ) -> Option<Termination> {
+        let phase = self.pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if !matches!(phase, Some("Succeeded" | "Failed")) {
+            return None;
+        }
+        let name = self.server_container()?.name;
+        let terminated = previous.get(&name)?.state.as_ref()?.terminated.as_ref()?;
+        Some(termination_from_api(terminated))
     }
 
     fn begin_prepare(&mut self, initialize: bool) {
