@@ -123,6 +123,21 @@ mariadbd  Ver 10.11
     }
 
     #[test]
+    fn the_installed_server_knows_its_options() {
+        let binary = Path::new("/usr/sbin/mariadbd");
+        if !binary.exists() {
+            eprintln!("no {}; skipped", binary.display());
+            return;
+        }
+        let o = ServerOptions::detect(binary);
+        assert!(o.known.len() > 300, "only {} options", o.known.len());
+        assert!(o.accepts("--server-id=3"));
+        assert!(o.accepts("innodb_buffer_pool_size"));
+        assert!(o.accepts("--skip-log-bin"));
+        assert!(!o.accepts("--gtid-mode=ON"));
+    }
+
+    #[test]
     fn empty_list_accepts_everything() {
         assert!(ServerOptions::default().accepts("--anything"));
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, ContainerStateTerminated, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Container, ContainerStateTerminated, ContainerStatus, Pod, PodStatus};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
@@ -348,33 +348,61 @@ impl Incarnation {
         self.runtime.containers.get_mut(i)
     }
 
-    /// Decide what can run, find leftovers of earlier agent runs.
+    /// Decide what can run and pick up where an earlier agent run left off.
     async fn setup(&mut self) {
+        let previous = previous_statuses(&self.pod);
+        for message in self.classify_containers(&previous) {
+            tracing::warn!(pod = %self.name, "{message}");
+            self.event(Kind::Warning, "UnsupportedImage", &message).await;
+        }
+        let record = ProcessRecord::read(&self.paths.process_record()).filter(|r| r.is_running());
+        let adoptable = record.filter(|r| r.pod_uid == self.uid && self.server.is_some());
+        self.stop_leftovers(adoptable.as_ref().map(|r| r.pid)).await;
+        // A new incarnation starts from a clean run dir (emptyDir semantics);
+        // an adopted server keeps its own.
+        let dir_uid = std::fs::read_to_string(self.paths.uid_file()).ok();
+        if adoptable.is_none() && dir_uid.as_deref().map(str::trim) != Some(self.uid.as_str()) {
+            let _ = std::fs::remove_dir_all(&self.paths.dir);
+        }
+        if self.server.is_none() || !self.allocate_address() {
+            return;
+        }
+        let _ = std::fs::create_dir_all(&self.paths.dir);
+        let _ = std::fs::write(self.paths.uid_file(), &self.uid);
+        if let Some(record) = adoptable {
+            self.adopt(record, &previous);
+        } else if let Some(ended) = self.ended_for_good(&previous) {
+            // A pod that already Succeeded or Failed is never run again.
+            if let Some(rt) = self.server_runtime() {
+                rt.state = State::Terminated(ended);
+            }
+        } else {
+            self.note_unwatched_exit(&previous);
+            self.next_start = Some(Instant::now());
+        }
+    }
+
+    /// Fill the runtime with one entry per container and pick the one that
+    /// runs as mariadbd. Returns why the others cannot run.
+    fn classify_containers(&mut self, previous: &BTreeMap<String, ContainerStatus>) -> Vec<String> {
         let spec = self.pod.spec.clone().unwrap_or_default();
-        let previous: BTreeMap<String, k8s_openapi::api::core::v1::ContainerStatus> = self
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| (c.name.clone(), c))
-            .collect();
+        let mut refused = Vec::new();
+        // Init containers never run here, and app containers wait for them.
         let has_init = spec.init_containers.as_ref().is_some_and(|i| !i.is_empty());
         for c in spec.init_containers.iter().flatten() {
+            let image = c.image.as_deref().unwrap_or_default();
             let message = format!(
-                "init container \"{}\" (image \"{}\") cannot run on this node: the Switchyard node agent \
+                "init container \"{}\" (image \"{image}\") cannot run on this node: the Switchyard node agent \
                  runs only MySQL server containers, as real mariadbd processes",
-                c.name,
-                c.image.as_deref().unwrap_or_default()
+                c.name
             );
+            refused.push(message.clone());
             self.runtime.init_containers.push(ContainerRuntime::new(
                 &c.name,
-                c.image.as_deref().unwrap_or_default(),
+                image,
                 State::waiting("UnsupportedImage", Some(message)),
             ));
         }
-        let mut unsupported = Vec::new();
         for (i, c) in spec.containers.iter().enumerate() {
             let image = c.image.clone().unwrap_or_default();
             let command = c.command.clone().unwrap_or_default();
@@ -406,118 +434,103 @@ impl Incarnation {
                     }
                 }
                 Some(message) => {
-                    unsupported.push(message.clone());
+                    refused.push(message.clone());
                     rt.state = State::waiting("UnsupportedImage", Some(message));
                 }
             }
             self.runtime.containers.push(rt);
         }
-        unsupported.extend(self.runtime.init_containers.iter().filter_map(|c| match &c.state {
-            State::Waiting { message, .. } => message.clone(),
-            _ => None,
-        }));
-        for message in unsupported {
-            tracing::warn!(pod = %self.name, "{message}");
-            self.event(Kind::Warning, "UnsupportedImage", &message).await;
-        }
+        refused
+    }
 
-        let record = ProcessRecord::read(&self.paths.process_record()).filter(|r| r.is_running());
-        let adoptable = record.filter(|r| r.pod_uid == self.uid && self.server.is_some());
-        // Any other server of this pod name is a leftover (an earlier pod with
-        // the same name, or a lost record): it must not share the datadir.
+    /// Any server of this pod name other than the one being adopted is a
+    /// leftover (an earlier pod of the same name, a lost record, an
+    /// interrupted first start): it must not share the datadir.
+    async fn stop_leftovers(&self, keep: Option<u32>) {
         let (ns, name) = self.name.split_once('/').unwrap_or_default();
         for leftover in process::find_pod_servers(&self.shared.layout.pods_root()) {
-            if leftover.namespace == ns
-                && leftover.pod == name
-                && Some(leftover.pid) != adoptable.as_ref().map(|r| r.pid)
-            {
+            if leftover.namespace == ns && leftover.pod == name && Some(leftover.pid) != keep {
                 tracing::info!(pod = %self.name, pid = leftover.pid, "stopping leftover mariadbd");
                 process::terminate_pid(leftover.pid, Duration::from_secs(30)).await;
             }
         }
-        // A new incarnation starts from a clean run dir (emptyDir semantics);
-        // an adopted server keeps its own.
-        let dir_uid = std::fs::read_to_string(self.paths.uid_file()).ok();
-        if adoptable.is_none() && dir_uid.as_deref().map(str::trim) != Some(self.uid.as_str()) {
-            let _ = std::fs::remove_dir_all(&self.paths.dir);
-        }
-        if self.server.is_none() {
-            return;
-        }
-        let _ = std::fs::create_dir_all(&self.paths.dir);
-        let _ = std::fs::write(self.paths.uid_file(), &self.uid);
+    }
+
+    /// False (and the server container left waiting) when no address is free.
+    fn allocate_address(&mut self) -> bool {
         let allocated = {
             let (ns, name) = self.name.split_once('/').unwrap_or_default();
-            let mut ipam = self.shared.ipam.lock().expect("ipam lock");
-            ipam.allocate(ns, name)
+            self.shared.ipam.lock().expect("ipam lock").allocate(ns, name)
         };
         match allocated {
             Ok(ip) => {
                 self.ip = Some(ip);
                 self.runtime.pod_ip = Some(ip);
+                true
             }
             Err(e) => {
-                let message = format!("no pod address: {e}");
                 if let Some(rt) = self.server_runtime() {
-                    rt.state = State::waiting("ContainerCreating", Some(message));
+                    rt.state = State::waiting("ContainerCreating", Some(format!("no pod address: {e}")));
                 }
                 self.server = None;
-                return;
+                false
             }
         }
-        if let Some(record) = adoptable {
-            tracing::info!(pod = %self.name, pid = record.pid, "adopting running mariadbd");
-            let started_at = Timestamp::from_second(record.started_at).unwrap_or_else(|_| status::now());
-            let container_id = format!("mariadbd://{}", record.pid);
-            // Keep the readiness the API shows until a probe says otherwise:
-            // an agent restart must not make clients see a flapping database.
-            let (was_ready, was_started) = previous
-                .get(&self.server_container().map(|c| c.name).unwrap_or_default())
-                .map(|c| (c.ready, c.started.unwrap_or(false)))
-                .unwrap_or_default();
-            if let Some(rt) = self.server_runtime() {
-                rt.state = State::Running { started_at };
-                rt.container_id = Some(container_id);
-                rt.ready = was_ready;
-                rt.started = was_started;
-            }
-            self.process = Some(ServerProcess::Adopted { record });
-            self.run_started = Some(Instant::now());
-            self.generation += 1;
-            // Probes need the environment and mounts again; no first start.
-            self.begin_prepare(false);
-        } else if let Some(ended) = self.ended_for_good(&previous) {
-            // A pod that already Succeeded or Failed is never run again.
-            if let Some(rt) = self.server_runtime() {
-                rt.state = State::Terminated(ended);
-            }
-        } else {
-            let had_run = previous_started(&self.pod, self.server_container().map(|c| c.name).unwrap_or_default());
-            if had_run {
-                // The server died while no agent was watching.
-                if let Some(rt) = self.server_runtime() {
-                    rt.restart_count += 1;
-                    rt.last_termination = Some(Termination {
-                        exit_code: 137,
-                        signal: None,
-                        reason: "ContainerStatusUnknown".into(),
-                        message: Some("the server exited while the node agent was not running".into()),
-                        started_at: None,
-                        finished_at: status::now(),
-                        container_id: None,
-                    });
-                }
-            }
-            self.next_start = Some(Instant::now());
+    }
+
+    /// Take over a server an earlier agent run started.
+    fn adopt(&mut self, record: ProcessRecord, previous: &BTreeMap<String, ContainerStatus>) {
+        tracing::info!(pod = %self.name, pid = record.pid, "adopting running mariadbd");
+        let started_at = Timestamp::from_second(record.started_at).unwrap_or_else(|_| status::now());
+        let container_id = format!("mariadbd://{}", record.pid);
+        // Keep the readiness the API shows until a probe says otherwise: an
+        // agent restart must not make clients see a flapping database.
+        let (was_ready, was_started) = self
+            .server_container()
+            .and_then(|c| previous.get(&c.name))
+            .map(|c| (c.ready, c.started.unwrap_or(false)))
+            .unwrap_or_default();
+        if let Some(rt) = self.server_runtime() {
+            rt.state = State::Running { started_at };
+            rt.container_id = Some(container_id);
+            rt.ready = was_ready;
+            rt.started = was_started;
+        }
+        self.process = Some(ServerProcess::Adopted { record });
+        self.run_started = Some(Instant::now());
+        self.generation += 1;
+        // Probes need the environment and mounts again; no first start.
+        self.begin_prepare(false);
+    }
+
+    /// The API says the server was running, but no agent saw it exit: count
+    /// the restart the way a kubelet reports a container it lost track of.
+    fn note_unwatched_exit(&mut self, previous: &BTreeMap<String, ContainerStatus>) {
+        let was_running = self
+            .server_container()
+            .and_then(|c| previous.get(&c.name))
+            .and_then(|c| c.state.as_ref())
+            .is_some_and(|s| s.running.is_some());
+        if !was_running {
+            return;
+        }
+        if let Some(rt) = self.server_runtime() {
+            rt.restart_count += 1;
+            rt.last_termination = Some(Termination {
+                exit_code: 137,
+                signal: None,
+                reason: "ContainerStatusUnknown".into(),
+                message: Some("the server exited while the node agent was not running".into()),
+                started_at: None,
+                finished_at: status::now(),
+                container_id: None,
+            });
         }
     }
 
     /// The termination of a server container of a pod that has finished
     /// (phase Succeeded or Failed), as an earlier agent run reported it.
-    fn ended_for_good(
-        &self,
-        previous: &BTreeMap<String, k8s_openapi::api::core::v1::ContainerStatus>,
-    ) -> Option<Termination> {
+    fn ended_for_good(&self, previous: &BTreeMap<String, ContainerStatus>) -> Option<Termination> {
         let phase = self.pod.status.as_ref().and_then(|s| s.phase.as_deref());
         if !matches!(phase, Some("Succeeded" | "Failed")) {
             return None;
@@ -974,14 +987,10 @@ impl Incarnation {
     }
 }
 
-/// Whether an earlier agent run had started the container.
-fn previous_started(pod: &Pod, container: String) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.name == container))
-        .and_then(|c| c.state.as_ref())
-        .is_some_and(|s| s.running.is_some())
+/// The container statuses an earlier agent run reported, by name.
+fn previous_statuses(pod: &Pod) -> BTreeMap<String, ContainerStatus> {
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+    statuses.into_iter().map(|c| (c.name.clone(), c)).collect()
 }
 
 async fn wait_task<T>(task: &mut Option<tokio::task::JoinHandle<T>>) -> Result<T, tokio::task::JoinError> {
