@@ -61,6 +61,8 @@ EXPECTED_CLUSTER_RULES = [
     {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": ["create", "patch"]},
     {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": ["create", "patch"]},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "patch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "patch"]},
+    {"apiGroups": ["switchyard.io"], "resources": ["mysqlclusters/finalizers"], "verbs": ["update"]},
 ]
 
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +13,7 @@ pub const DEFAULT_IMAGE: &str = "mariadb:10.11";
 
 /// A replicated MySQL or MariaDB cluster: one primary and read-only replicas
 /// kept in sync by GTID replication, with switchover and automatic failover.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "switchyard.io",
     version = "v1alpha1",
@@ -45,8 +45,10 @@ pub struct MySQLClusterSpec {
     #[serde(default = "default_image")]
     pub image: String,
 
-    /// Persistent storage of each instance's data directory.
+    /// Persistent storage of each instance's data directory. Immutable: a
+    /// StatefulSet's volume claim templates cannot change.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storage is immutable"))]
     pub storage: Storage,
 
     /// CPU and memory of the database container.

@@ -20,6 +20,7 @@ use rand::distr::Alphanumeric;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::api::MySQLCluster;
 use super::objects::{self, Objects, PASSWORD_KEYS, Passwords};
@@ -208,33 +209,54 @@ pub fn is_undeclared_field(err: &kube::Error, field: &str) -> bool {
 /// refuses an apply that sets it; there the StatefulSet is applied without it
 /// (claims are then always kept).
 async fn apply_statefulset(client: &kube::Client, sts: &StatefulSet) -> Result<()> {
+    let without = || {
+        let mut without = sts.clone();
+        if let Some(spec) = without.spec.as_mut() {
+            spec.persistent_volume_claim_retention_policy = None;
+        }
+        without
+    };
+    if OLD_STATEFULSET_SCHEMA.load(Ordering::Relaxed) {
+        return apply(client, &without()).await.map(drop);
+    }
     match apply(client, sts).await {
         Err(Error::Kube(e)) if is_undeclared_field(&e, "persistentVolumeClaimRetentionPolicy") => {
-            tracing::debug!("API server predates persistentVolumeClaimRetentionPolicy: applying without it");
-            let mut without = sts.clone();
-            if let Some(spec) = without.spec.as_mut() {
-                spec.persistent_volume_claim_retention_policy = None;
-            }
-            apply(client, &without).await.map(drop)
+            tracing::info!(
+                "API server predates persistentVolumeClaimRetentionPolicy: applying StatefulSets without it"
+            );
+            OLD_STATEFULSET_SCHEMA.store(true, Ordering::Relaxed);
+            apply(client, &without()).await.map(drop)
         }
         other => other.map(drop),
     }
 }
+
+// What the API server turned out not to serve, so each pass does not ask it
+// again (and log its refusal) — a cache of discovery, not of any work's state.
+static OLD_STATEFULSET_SCHEMA: AtomicBool = AtomicBool::new(false);
+static NO_POLICY_V1: AtomicBool = AtomicBool::new(false);
 
 /// policy/v1 PodDisruptionBudgets exist from Kubernetes 1.21; 1.20 (the local
 /// test environment) serves only policy/v1beta1 and answers 404 for v1. There
 /// the same object is applied as v1beta1, which has the same fields for what
 /// is set here (selector, maxUnavailable).
 async fn apply_pdb(client: &kube::Client, pdb: &PodDisruptionBudget) -> Result<()> {
+    let as_v1beta1 = || async {
+        let (ns, name) = location(pdb)?;
+        let resource = pdb_v1beta1_resource();
+        let obj = pdb_as_v1beta1(pdb)?;
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+        api.patch(&name, &params(), &Patch::Apply(&obj)).await?;
+        Ok(())
+    };
+    if NO_POLICY_V1.load(Ordering::Relaxed) {
+        return as_v1beta1().await;
+    }
     match apply(client, pdb).await {
         Err(Error::Kube(kube::Error::Api(s))) if s.code == 404 => {
-            tracing::debug!("policy/v1 not served: applying the PodDisruptionBudget as policy/v1beta1");
-            let (ns, name) = location(pdb)?;
-            let resource = pdb_v1beta1_resource();
-            let obj = pdb_as_v1beta1(pdb)?;
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
-            api.patch(&name, &params(), &Patch::Apply(&obj)).await?;
-            Ok(())
+            tracing::info!("policy/v1 not served: applying PodDisruptionBudgets as policy/v1beta1");
+            NO_POLICY_V1.store(true, Ordering::Relaxed);
+            as_v1beta1().await
         }
         other => other.map(drop),
     }

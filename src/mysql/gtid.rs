@@ -1,9 +1,12 @@
 //! GTID positions of both flavors, and the one question the clustering asks
 //! of them: does one server hold everything another one does?
 //!
-//! MariaDB positions (`0-101-42,1-102-7`) keep the last sequence number per
-//! replication domain; MySQL sets (`uuid:1-10:12,uuid2:1-3`) keep intervals
-//! per source UUID.
+//! For MariaDB the comparison uses `gtid_binlog_state`, the last sequence
+//! number per (domain, server id) pair, not `gtid_binlog_pos` (the last per
+//! domain): a former primary whose last transaction `0-101-319` never reached
+//! the new primary looks "behind" `0-100-424` by sequence number alone, yet
+//! holds a transaction the new primary lacks. MySQL sets
+//! (`uuid:1-10:12,uuid2:1-3`) keep intervals per source UUID.
 
 use std::collections::BTreeMap;
 
@@ -11,8 +14,8 @@ use super::Flavor;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum GtidSet {
-    /// MariaDB: domain id → (server id, sequence number) of the last transaction.
-    MariaDb(BTreeMap<u32, (u32, u64)>),
+    /// MariaDB: (domain id, server id) → last sequence number.
+    MariaDb(BTreeMap<(u32, u32), u64>),
     /// MySQL: source uuid → sorted, merged, inclusive intervals.
     MySql(BTreeMap<String, Vec<(u64, u64)>>),
     /// No transactions at all (either flavor).
@@ -35,7 +38,7 @@ impl GtidSet {
             (_, GtidSet::Empty) => true,
             (GtidSet::Empty, _) => false,
             (GtidSet::MariaDb(a), GtidSet::MariaDb(b)) => {
-                b.iter().all(|(domain, (_, seq))| a.get(domain).is_some_and(|(_, mine)| mine >= seq))
+                b.iter().all(|(key, seq)| a.get(key).is_some_and(|mine| mine >= seq))
             }
             (GtidSet::MySql(a), GtidSet::MySql(b)) => b.iter().all(|(uuid, theirs)| {
                 let Some(mine) = a.get(uuid) else { return false };
@@ -50,7 +53,15 @@ impl GtidSet {
     pub fn weight(&self) -> u64 {
         match self {
             GtidSet::Empty => 0,
-            GtidSet::MariaDb(m) => m.values().map(|(_, seq)| *seq).sum(),
+            GtidSet::MariaDb(m) => {
+                // Sequence numbers run across servers within a domain.
+                let mut per_domain: BTreeMap<u32, u64> = BTreeMap::new();
+                for ((domain, _), seq) in m {
+                    let e = per_domain.entry(*domain).or_default();
+                    *e = (*e).max(*seq);
+                }
+                per_domain.values().sum()
+            }
             GtidSet::MySql(m) => m.values().flatten().map(|(lo, hi)| hi - lo + 1).sum(),
         }
     }
@@ -64,7 +75,8 @@ fn parse_mariadb(text: &str) -> Result<GtidSet, String> {
         let domain = d.parse().map_err(|_| format!("bad domain in {part:?}"))?;
         let server = s.parse().map_err(|_| format!("bad server id in {part:?}"))?;
         let seq = n.parse().map_err(|_| format!("bad sequence number in {part:?}"))?;
-        map.insert(domain, (server, seq));
+        let e = map.entry((domain, server)).or_insert(0);
+        *e = (*e).max(seq);
     }
     Ok(GtidSet::MariaDb(map))
 }
@@ -124,13 +136,23 @@ mod tests {
     #[test]
     fn mariadb_containment() {
         assert!(m("0-101-10").contains(&m("0-101-9")));
-        assert!(m("0-102-10").contains(&m("0-101-9")), "domains order by sequence, not server");
         assert!(!m("0-101-9").contains(&m("0-101-10")));
         assert!(!m("0-101-9").contains(&m("0-101-5,1-102-1")), "a domain the primary lacks is errant");
         assert!(m("0-101-9, 1-102-3").contains(&m("1-102-3")));
         assert!(m("").contains(&m("")));
         assert!(!m("").contains(&m("0-1-1")));
         assert!(GtidSet::parse(MARIA, "0-1").is_err());
+    }
+
+    #[test]
+    fn mariadb_errant_former_primary() {
+        // The new primary replicated 0-101-318 from the old one, then wrote
+        // 0-100-319..424 itself; the old primary committed 0-101-319 alone.
+        let new_primary = m("0-101-318,0-100-424");
+        assert!(!new_primary.contains(&m("0-101-319")), "errant despite the lower sequence number");
+        assert!(new_primary.contains(&m("0-101-318")));
+        assert!(new_primary.contains(&m("0-101-300,0-100-400")));
+        assert_eq!(new_primary.weight(), 424);
     }
 
     #[test]

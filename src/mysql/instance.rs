@@ -31,8 +31,9 @@ pub struct Observed {
     pub version: String,
     pub server_id: u32,
     pub read_only: bool,
-    /// Executed GTIDs as the server printed them.
+    /// Executed GTIDs as the server printed them (MariaDB: the position).
     pub gtids: String,
+    /// The executed set for comparisons (MariaDB: the binlog state).
     pub gtid_set: GtidSet,
     pub replica: Option<ReplicaStatus>,
     pub semi_sync_source: bool,
@@ -91,7 +92,7 @@ impl Instance {
                 .await??
                 .ok_or_else(|| InstanceError::Unexpected("no server_id".into()))?;
         let gtids = self.executed_gtids().await?;
-        let gtid_set = GtidSet::parse(self.flavor, &gtids).map_err(InstanceError::Unexpected)?;
+        let gtid_set = self.gtid_state().await?;
         let replica = self.replica_status().await?;
         let semi: Option<(u8, u8)> =
             bounded("semi-sync state", self.conn.query_first(sql::semi_sync_state(self.flavor))).await??;
@@ -113,6 +114,13 @@ impl Instance {
         let gtids: Option<Option<String>> =
             bounded("executed GTIDs", self.conn.query_first(sql::executed_gtids(self.flavor))).await??;
         Ok(gtids.flatten().unwrap_or_default())
+    }
+
+    /// The executed transactions as a set to compare with another server's.
+    pub async fn gtid_state(&mut self) -> Result<GtidSet, InstanceError> {
+        let state: Option<Option<String>> =
+            bounded("GTID state", self.conn.query_first(sql::gtid_state(self.flavor))).await??;
+        GtidSet::parse(self.flavor, &state.flatten().unwrap_or_default()).map_err(InstanceError::Unexpected)
     }
 
     pub async fn replica_status(&mut self) -> Result<Option<ReplicaStatus>, InstanceError> {

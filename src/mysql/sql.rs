@@ -62,6 +62,12 @@ pub fn executed_gtids(flavor: Flavor) -> &'static str {
     if flavor.is_mariadb() { "SELECT @@GLOBAL.gtid_binlog_pos" } else { "SELECT @@GLOBAL.gtid_executed" }
 }
 
+/// The executed set for comparisons (see `gtid.rs`): MariaDB's per-server
+/// binlog state, MySQL's executed set.
+pub fn gtid_state(flavor: Flavor) -> &'static str {
+    if flavor.is_mariadb() { "SELECT @@GLOBAL.gtid_binlog_state" } else { "SELECT @@GLOBAL.gtid_executed" }
+}
+
 /// Waits until `gtids` are executed. Returns 0 when done, another value on timeout.
 pub fn wait_for_gtids(flavor: Flavor, gtids: &str, timeout: Duration) -> String {
     let secs = timeout.as_secs().max(1);

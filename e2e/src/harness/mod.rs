@@ -13,6 +13,7 @@ pub mod namespace;
 pub mod operator;
 pub mod pods;
 pub mod wait;
+pub mod writer;
 
 pub use cluster::{external_cluster, kubeconfig, node_state_dir, state_root};
 pub use fault::{Signalled, signal_pod};

@@ -10,9 +10,9 @@ use std::time::Duration;
 use futures::future::join_all;
 
 use crate::cluster::objects::server_id;
+use crate::mysql::Instance;
 use crate::mysql::instance::InstanceError;
 use crate::mysql::sql::Source;
-use crate::mysql::{GtidSet, Instance};
 use plan::{ClusterView, InstanceView, Operation};
 
 pub const MYSQL_PORT: u16 = 3306;
@@ -223,9 +223,7 @@ async fn failover(
             tracing::warn!(ordinal = c, "replica did not apply its relay log in time; it is not a candidate");
             continue;
         }
-        let executed = on!(c, i.executed_gtids());
-        let set = GtidSet::parse(i.flavor, &executed).map_err(OperationError::Refused)?;
-        sets.push((c, set));
+        sets.push((c, on!(c, i.gtid_state())));
     }
     let chosen = plan::failover_candidate(&sets, preferred).ok_or_else(|| {
         OperationError::Refused(format!(

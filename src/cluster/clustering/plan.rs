@@ -493,11 +493,11 @@ mod tests {
         let mut v = healthy_view();
         v.primary = Some(1);
         v.requested_primary = Some(0);
-        let mut p1 = obs(1, false, "0-101-9");
+        let mut p1 = obs(1, false, "0-100-5,0-101-9");
         p1.semi_sync_source = true;
         v.instances[1].mysql = Some(p1);
         v.instances[0].mysql = Some(replicating(obs(0, true, "0-100-5"), &ip(1)));
-        v.instances[2].mysql = Some(replicating(obs(2, true, "0-101-9"), &ip(1)));
+        v.instances[2].mysql = Some(replicating(obs(2, true, "0-100-5,0-101-9"), &ip(1)));
         let p = plan(&v);
         assert_eq!(p.operation, None, "{p:?}");
         assert_eq!(p.state, State::Healthy);
