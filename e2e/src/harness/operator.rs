@@ -35,7 +35,8 @@ impl Operator {
     /// Starts `target/debug/switchyard run` (built by hack/e2e.sh).
     pub fn start(name: &str) -> anyhow::Result<Operator> {
         let root = repo_root();
-        let bin = std::env::var("SWITCHYARD_BIN").map(PathBuf::from).unwrap_or_else(|_| root.join("target/debug/switchyard"));
+        let bin =
+            std::env::var("SWITCHYARD_BIN").map(PathBuf::from).unwrap_or_else(|_| root.join("target/debug/switchyard"));
         anyhow::ensure!(bin.exists(), "no operator binary at {}: run `cargo build -p switchyard`", bin.display());
         let port = free_port()?;
         let logs = root.join("target/e2e-logs");
@@ -77,7 +78,11 @@ impl Operator {
             if let Some(status) = self.child.try_wait()? {
                 return Ok(status);
             }
-            anyhow::ensure!(std::time::Instant::now() < deadline, "operator {} did not exit within {within:?}", self.name);
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "operator {} did not exit within {within:?}",
+                self.name
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
