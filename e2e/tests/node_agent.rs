@@ -134,6 +134,9 @@ async fn statefulset_pod_becomes_ready_with_bound_claim_and_config() -> anyhow::
     let hostname = query_value::<String>(&mut conn, "SELECT @@hostname").await?;
     ensure!(hostname.as_deref() == Some(POD), "@@hostname = {hostname:?}, a pod's host name is its name");
     conn.disconnect().await?;
+
+    let logs = kubectl(&["logs", "-n", ns.as_str(), POD, "--tail=200"])?;
+    ensure!(logs.contains("ready for connections"), "kubectl logs does not show the server starting:\n{logs}");
     ns.passed();
     Ok(())
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod image;
 pub mod ipam;
+pub mod kubelet_api;
 pub mod layout;
 pub mod mounts;
 pub mod mycnf;
@@ -51,6 +52,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub node_name: String,
     pub mariadbd: PathBuf,
+    /// Where `kubectl logs` is served (the kubelet port); 0 turns it off.
+    pub kubelet_port: u16,
 }
 
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
@@ -116,7 +119,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let _lock = lock_state_dir(&layout)?;
     let version = server_version(&config.mariadbd);
     let options = options::ServerOptions::detect(&config.mariadbd);
-    let facts = node::NodeFacts::detect(&config.node_name, &version);
+    let facts = node::NodeFacts::detect(&config.node_name, &version, config.kubelet_port);
     tracing::info!(node = %config.node_name, state = %config.state_dir.display(), mariadbd = %version, "starting node agent");
 
     // The API server may still be coming up; keep trying.
@@ -148,8 +151,12 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(node::heartbeat(client.clone(), facts));
     tasks.spawn(scheduler::run(client.clone(), recorder, config.node_name.clone()));
-    tasks.spawn(provisioner::run(client.clone(), layout));
+    tasks.spawn(provisioner::run(client.clone(), layout.clone()));
     tasks.spawn(pods::Manager::new(shared).run());
+    // Outside the set: it may end early (port taken) without the pods caring.
+    if config.kubelet_port != 0 {
+        tokio::spawn(kubelet_api::serve(layout.clone(), config.kubelet_port));
+    }
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(AgentError::io("installing SIGTERM handler"))?;

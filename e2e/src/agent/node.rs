@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus, NodeSystemInfo};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus, NodeSystemInfo,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use kube::api::{Patch, PatchParams, PostParams};
@@ -28,10 +30,12 @@ pub struct NodeFacts {
     pub memory_kib: u64,
     pub max_pods: u32,
     pub server_version: String,
+    /// Port of the kubelet API (kubectl logs); 0 when not served.
+    pub kubelet_port: u16,
 }
 
 impl NodeFacts {
-    pub fn detect(name: &str, server_version: &str) -> Self {
+    pub fn detect(name: &str, server_version: &str, kubelet_port: u16) -> Self {
         let memory_kib = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|m| {
@@ -46,6 +50,7 @@ impl NodeFacts {
             memory_kib,
             max_pods: 110,
             server_version: server_version.to_string(),
+            kubelet_port,
         }
     }
 }
@@ -91,11 +96,12 @@ pub fn status(f: &NodeFacts, now: Timestamp, previous: Option<&NodeStatus>) -> N
         capacity: Some(resources(f)),
         allocatable: Some(resources(f)),
         conditions: Some(conds),
-        addresses: Some(vec![
-            NodeAddress { type_: "InternalIP".into(), address: "127.0.0.1".into() },
-            NodeAddress { type_: "Hostname".into(), address: f.name.clone() },
-        ]),
-        daemon_endpoints: Some(NodeDaemonEndpoints::default()),
+        // Only an address the API server can dial: it prefers Hostname when
+        // there is one, and the node name resolves nowhere.
+        addresses: Some(vec![NodeAddress { type_: "InternalIP".into(), address: "127.0.0.1".into() }]),
+        daemon_endpoints: Some(NodeDaemonEndpoints {
+            kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(f.kubelet_port) }),
+        }),
         node_info: Some(NodeSystemInfo {
             architecture: std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
             operating_system: "linux".into(),
@@ -165,7 +171,9 @@ pub async fn register(client: &Client, f: &NodeFacts) -> Result<()> {
 async fn post_status(client: &Client, f: &NodeFacts, previous: Option<&NodeStatus>) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let patch = serde_json::json!({ "status": status(f, super::status::now(), previous) });
-    nodes.patch_status(&f.name, &PatchParams::default(), &Patch::Strategic(patch)).await?;
+    // A merge patch replaces lists whole: addresses or conditions this agent
+    // no longer reports must go, which a strategic merge would keep.
+    nodes.patch_status(&f.name, &PatchParams::default(), &Patch::Merge(patch)).await?;
     Ok(())
 }
 
@@ -251,6 +259,7 @@ mod tests {
             memory_kib: 1024,
             max_pods: 110,
             server_version: "10.11".into(),
+            kubelet_port: 10250,
         }
     }
 

@@ -33,6 +33,9 @@ enum Command {
         /// The server binary every MySQL-family pod runs.
         #[arg(long, default_value = "/usr/sbin/mariadbd")]
         mariadbd: PathBuf,
+        /// Port of the kubelet API that serves `kubectl logs`; 0 turns it off.
+        #[arg(long, default_value_t = agent::kubelet_api::DEFAULT_PORT)]
+        kubelet_port: u16,
     },
     /// Send a signal to a pod's mariadbd (fault injection for tests).
     Signal {
@@ -59,7 +62,7 @@ fn main() -> ExitCode {
         )
         .init();
     match Cli::parse().command {
-        Command::Run { kubeconfig, state_dir, node_name, mariadbd } => {
+        Command::Run { kubeconfig, state_dir, node_name, mariadbd, kubelet_port } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
                 Err(e) => {
@@ -67,7 +70,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let config = agent::AgentConfig { kubeconfig, state_dir, node_name, mariadbd };
+            let config = agent::AgentConfig { kubeconfig, state_dir, node_name, mariadbd, kubelet_port };
             match runtime.block_on(agent::run(config)) {
                 Ok(()) => {
                     // Detached servers and probe tasks must not hold the exit.
