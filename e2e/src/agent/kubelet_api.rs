@@ -209,7 +209,15 @@ pub async fn serve(layout: StateLayout, port: u16) {
     tracing::info!(port, "serving kubectl logs");
     let layout = Arc::new(layout);
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of descriptors and the like: do not spin.
+                tracing::debug!(error = %e, "kubelet API accept failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         let (acceptor, layout) = (acceptor.clone(), layout.clone());
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else { return };
