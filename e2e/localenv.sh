@@ -328,11 +328,18 @@ status() {
 }
 
 down() {
-  local name
+  local name i
   for name in switchyard node-agent kube-controller-manager kube-apiserver etcd; do stop "$name"; done
+  # The pods' servers outlive an agent restart on purpose (the next agent
+  # adopts them); `down` means the node goes too. They are ours: their
+  # command lines name this state directory.
+  if pgrep -f -- "--datadir=$STATE_DIR/" >/dev/null; then
+    pkill -TERM -f -- "--datadir=$STATE_DIR/" || true
+    for i in $(seq 1 150); do pgrep -f -- "--datadir=$STATE_DIR/" >/dev/null || break; sleep 0.2; done
+    pkill -KILL -f -- "--datadir=$STATE_DIR/" 2>/dev/null || true
+    log "stopped the pods' database servers"
+  fi
   if [ "${1:-}" = "--wipe" ]; then
-    # mariadbd processes are children of the agent's pods; make sure none outlives a wipe.
-    pkill -f -- "--datadir=$STATE_DIR/" 2>/dev/null || true
     rm -rf "$STATE_DIR"
     log "wiped $STATE_DIR"
   fi
