@@ -153,6 +153,11 @@ impl Instance {
     }
 
     pub async fn set_read_only(&mut self, read_only: bool) -> Result<(), InstanceError> {
+        // Turning read_only on waits for commits in flight (which may wait for
+        // a semi-sync ack). Let the server give up first, so a timeout leaves
+        // no statement running behind a dropped connection.
+        self.exec(&format!("SET SESSION lock_wait_timeout = {}", QUERY_TIMEOUT.as_secs().saturating_sub(1).max(1)))
+            .await?;
         self.exec(sql::set_read_only(self.flavor, read_only)).await
     }
 
