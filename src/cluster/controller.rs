@@ -137,7 +137,13 @@ pub async fn reconcile(obj: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Acti
         Desired::new(
             HEALTHY,
             if state == State::Healthy { TRUE } else { FALSE },
-            state.as_str(),
+            if !plan.errant.is_empty() {
+                "ErrantReplica"
+            } else if !plan.unseedable.is_empty() {
+                "ReplicaCannotBeSeeded"
+            } else {
+                state.as_str()
+            },
             if plan.reason.is_empty() {
                 "every instance replicates from the primary".to_string()
             } else {
@@ -310,4 +316,106 @@ async fn label_roles(pods: &Api<Pod>, listed: &[Pod], cluster: &str, status: &My
         pods.patch(&pod_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::api::MySQLClusterSpec;
+    use crate::mysql::{Flavor, GtidSet, Observed, ReplicaStatus};
+
+    const MARIA: Flavor = Flavor::MariaDb { major: 10, minor: 11 };
+
+    fn obs(ordinal: i32, read_only: bool, gtids: &str, source: Option<&str>) -> Observed {
+        Observed {
+            flavor: MARIA,
+            version: "10.11".into(),
+            server_id: objects::server_id(ordinal),
+            read_only,
+            gtids: gtids.into(),
+            gtid_set: GtidSet::parse(MARIA, gtids).unwrap(),
+            replica: source.map(|s| ReplicaStatus {
+                source_host: s.into(),
+                io_running: true,
+                sql_running: true,
+                lag_seconds: Some(0),
+                ..Default::default()
+            }),
+            semi_sync_source: source.is_none(),
+            semi_sync_replica: source.is_some(),
+        }
+    }
+
+    fn view(instances: Vec<InstanceView>) -> ClusterView {
+        ClusterView {
+            replicas: instances.len() as i32,
+            spec_primary: 0,
+            instances,
+            primary: Some(0),
+            requested_primary: Some(0),
+            primary_unreachable_since: None,
+            failover_enabled: true,
+            failover_delay: Duration::from_secs(10),
+            semi_sync: true,
+            now: "2026-01-01T00:00:00Z".parse().unwrap(),
+        }
+    }
+
+    fn inst(ordinal: i32, mysql: Option<Observed>) -> InstanceView {
+        InstanceView { ordinal, address: Some(format!("127.0.0.{}", 10 + ordinal)), deleting: false, mysql }
+    }
+
+    fn cluster() -> MySQLCluster {
+        let mut c = MySQLCluster::new("db", MySQLClusterSpec::default());
+        c.metadata.generation = Some(4);
+        c
+    }
+
+    #[test]
+    fn status_reports_roles_health_and_errant_instances() {
+        let v = view(vec![
+            inst(0, Some(obs(0, false, "0-100-9", None))),
+            inst(1, Some(obs(1, true, "0-100-9", Some("127.0.0.10")))),
+            inst(2, Some(obs(2, true, "0-100-9,0-102-1", Some("127.0.0.10")))),
+        ]);
+        let p = plan::plan(&v);
+        let s = status_of(&cluster(), &v, &p, Some(0), Some(0), None, &MySQLClusterStatus::default());
+        assert_eq!(s.primary.as_deref(), Some("db-0"));
+        assert_eq!(s.observed_generation, Some(4));
+        assert_eq!(s.ready_replicas, 2);
+        assert!(s.instances[0].healthy && s.instances[0].role == "primary");
+        assert!(s.instances[1].healthy && s.instances[1].read_only);
+        assert!(!s.instances[2].healthy, "errant is not healthy");
+        assert_eq!(s.instances[2].errant_gtid.as_deref(), Some("0-100-9,0-102-1"));
+        assert_eq!(s.endpoints.unwrap().primary, "db-primary");
+    }
+
+    #[test]
+    fn a_replica_of_the_wrong_source_or_unreachable_is_not_healthy() {
+        let v = view(vec![
+            inst(0, Some(obs(0, false, "0-100-9", None))),
+            inst(1, Some(obs(1, true, "0-100-9", Some("127.0.0.99")))),
+            inst(2, None),
+        ]);
+        let p = plan::plan(&v);
+        let s = status_of(&cluster(), &v, &p, Some(0), Some(0), None, &MySQLClusterStatus::default());
+        assert_eq!(s.ready_replicas, 1);
+        assert_eq!(s.instances[2].role, "unknown");
+    }
+
+    #[test]
+    fn a_primary_promoted_this_pass_counts_as_writable() {
+        let v = view(vec![
+            inst(0, None),
+            inst(1, Some(obs(1, true, "0-100-9", Some("127.0.0.10")))),
+            inst(2, Some(obs(2, true, "0-100-9", Some("127.0.0.10")))),
+        ]);
+        let p = plan::plan(&v);
+        let s =
+            status_of(&cluster(), &v, &p, Some(1), Some(0), Some("failed over".into()), &MySQLClusterStatus::default());
+        assert_eq!(s.primary.as_deref(), Some("db-1"));
+        assert!(s.instances[1].healthy && !s.instances[1].read_only);
+        assert_eq!(s.primary_unreachable_since, None, "the clock stops with the new primary");
+        assert_eq!(s.requested_primary, Some(0), "a failover is not a request");
+    }
 }
