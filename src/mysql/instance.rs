@@ -9,7 +9,7 @@ use mysql_async::{Conn, OptsBuilder, Row};
 use super::sql::{self, Source};
 use super::{Flavor, GtidSet};
 
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]

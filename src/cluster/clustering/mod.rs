@@ -206,15 +206,26 @@ async fn failover(
     want_semi: bool,
     durability: &Durability,
 ) -> Result<Outcome, OperationError> {
-    // Fence: a primary that is only half gone must not feed anyone more.
-    let mut fenced = Vec::new();
-    for &c in candidates {
-        if let Ok(i) = conn(conns, c)
-            && i.stop_io_thread().await.is_ok()
-        {
-            fenced.push(c);
-        }
-    }
+    let started = std::time::Instant::now();
+    // Fence: a primary that is only half gone must not feed anyone more. In
+    // parallel: stopping an IO thread blocked on a frozen source takes the
+    // server a couple of seconds.
+    let fencing = conns
+        .iter_mut()
+        .filter(|(c, _)| candidates.contains(c))
+        .map(|(c, i)| async move { (*c, i.stop_io_thread().await) });
+    let fenced: Vec<i32> = join_all(fencing)
+        .await
+        .into_iter()
+        .filter_map(|(c, r)| match r {
+            Ok(()) => Some(c),
+            Err(e) => {
+                tracing::warn!(ordinal = c, error = %e, "could not fence; not a candidate");
+                None
+            }
+        })
+        .collect();
+    tracing::debug!(?fenced, elapsed = ?started.elapsed(), "failover: fenced");
     let mut sets = Vec::new();
     for &c in &fenced {
         let i = conn(conns, c)?;
@@ -225,6 +236,7 @@ async fn failover(
         }
         sets.push((c, on!(c, i.gtid_state())));
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "failover: relay logs applied");
     let chosen = plan::failover_candidate(&sets, preferred).ok_or_else(|| {
         OperationError::Refused(format!(
             "no replica holds every transaction the others hold: {sets:?}; not failing over"
