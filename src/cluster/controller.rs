@@ -322,28 +322,14 @@ async fn label_roles(pods: &Api<Pod>, listed: &[Pod], cluster: &str, status: &My
 mod tests {
     use super::*;
     use crate::cluster::api::MySQLClusterSpec;
-    use crate::mysql::{Flavor, GtidSet, Observed, ReplicaStatus};
+    use crate::cluster::clustering::fixtures::{inst, obs, replicating};
+    use crate::mysql::Observed;
 
-    const MARIA: Flavor = Flavor::MariaDb { major: 10, minor: 11 };
-
-    fn obs(ordinal: i32, read_only: bool, gtids: &str, source: Option<&str>) -> Observed {
-        Observed {
-            flavor: MARIA,
-            version: "10.11".into(),
-            server_id: objects::server_id(ordinal),
-            read_only,
-            gtids: gtids.into(),
-            gtid_set: GtidSet::parse(MARIA, gtids).unwrap(),
-            replica: source.map(|s| ReplicaStatus {
-                source_host: s.into(),
-                io_running: true,
-                sql_running: true,
-                lag_seconds: Some(0),
-                ..Default::default()
-            }),
-            semi_sync_source: source.is_none(),
-            semi_sync_replica: source.is_some(),
-        }
+    /// The primary: writable, semi-sync source on.
+    fn primary(ordinal: i32, gtids: &str) -> Observed {
+        let mut o = obs(ordinal, false, gtids);
+        o.semi_sync_source = true;
+        o
     }
 
     fn view(instances: Vec<InstanceView>) -> ClusterView {
@@ -361,10 +347,6 @@ mod tests {
         }
     }
 
-    fn inst(ordinal: i32, mysql: Option<Observed>) -> InstanceView {
-        InstanceView { ordinal, address: Some(format!("127.0.0.{}", 10 + ordinal)), deleting: false, mysql }
-    }
-
     fn cluster() -> MySQLCluster {
         let mut c = MySQLCluster::new("db", MySQLClusterSpec::default());
         c.metadata.generation = Some(4);
@@ -374,9 +356,9 @@ mod tests {
     #[test]
     fn status_reports_roles_health_and_errant_instances() {
         let v = view(vec![
-            inst(0, Some(obs(0, false, "0-100-9", None))),
-            inst(1, Some(obs(1, true, "0-100-9", Some("127.0.0.10")))),
-            inst(2, Some(obs(2, true, "0-100-9,0-102-1", Some("127.0.0.10")))),
+            inst(0, Some(primary(0, "0-100-9"))),
+            inst(1, Some(replicating(obs(1, true, "0-100-9"), "127.0.0.10"))),
+            inst(2, Some(replicating(obs(2, true, "0-100-9,0-102-1"), "127.0.0.10"))),
         ]);
         let p = plan::plan(&v);
         let s = status_of(&cluster(), &v, &p, Some(0), Some(0), None, &MySQLClusterStatus::default());
@@ -393,8 +375,8 @@ mod tests {
     #[test]
     fn a_replica_of_the_wrong_source_or_unreachable_is_not_healthy() {
         let v = view(vec![
-            inst(0, Some(obs(0, false, "0-100-9", None))),
-            inst(1, Some(obs(1, true, "0-100-9", Some("127.0.0.99")))),
+            inst(0, Some(primary(0, "0-100-9"))),
+            inst(1, Some(replicating(obs(1, true, "0-100-9"), "127.0.0.99"))),
             inst(2, None),
         ]);
         let p = plan::plan(&v);
@@ -407,8 +389,8 @@ mod tests {
     fn a_primary_promoted_this_pass_counts_as_writable() {
         let v = view(vec![
             inst(0, None),
-            inst(1, Some(obs(1, true, "0-100-9", Some("127.0.0.10")))),
-            inst(2, Some(obs(2, true, "0-100-9", Some("127.0.0.10")))),
+            inst(1, Some(replicating(obs(1, true, "0-100-9"), "127.0.0.10"))),
+            inst(2, Some(replicating(obs(2, true, "0-100-9"), "127.0.0.10"))),
         ]);
         let p = plan::plan(&v);
         let s =

@@ -5,3 +5,9 @@ pub mod controller;
 pub mod validate;
 
 crate::impl_conditioned!(api::MigrationStatus);
+
+impl crate::operator::outcome::Stepped for api::MigrationStatus {
+    fn set_step(&mut self, step: &str) {
+        self.step = Some(step.to_string());
+    }
+}

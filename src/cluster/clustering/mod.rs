@@ -2,6 +2,8 @@
 //! the cluster ([`plan`]), perform one operation. The Kubernetes side (what
 //! pods exist, status) is the controller's; this module only talks MySQL.
 
+#[cfg(test)]
+pub mod fixtures;
 pub mod plan;
 
 use std::collections::BTreeMap;

@@ -336,42 +336,7 @@ pub fn failover_candidate(sets: &[(i32, GtidSet)], preferred: i32) -> Option<i32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mysql::{Flavor, ReplicaStatus};
-
-    const MARIA: Flavor = Flavor::MariaDb { major: 10, minor: 11 };
-
-    fn obs(ordinal: i32, read_only: bool, gtids: &str) -> Observed {
-        Observed {
-            flavor: MARIA,
-            version: "10.11.6-MariaDB".into(),
-            server_id: server_id(ordinal),
-            read_only,
-            gtids: gtids.into(),
-            gtid_set: GtidSet::parse(MARIA, gtids).unwrap(),
-            replica: None,
-            semi_sync_source: false,
-            semi_sync_replica: false,
-        }
-    }
-
-    fn replicating(mut o: Observed, source: &str) -> Observed {
-        o.replica = Some(ReplicaStatus {
-            source_host: source.into(),
-            io_running: true,
-            sql_running: true,
-            ..Default::default()
-        });
-        o.semi_sync_replica = true;
-        o
-    }
-
-    fn ip(i: i32) -> String {
-        format!("127.0.0.{}", 10 + i)
-    }
-
-    fn inst(ordinal: i32, mysql: Option<Observed>) -> InstanceView {
-        InstanceView { ordinal, address: Some(ip(ordinal)), deleting: false, mysql }
-    }
+    use crate::cluster::clustering::fixtures::*;
 
     fn healthy_view() -> ClusterView {
         let mut primary = obs(0, false, "0-100-5");
