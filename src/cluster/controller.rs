@@ -322,7 +322,7 @@ async fn label_roles(pods: &Api<Pod>, listed: &[Pod], cluster: &str, status: &My
 mod tests {
     use super::*;
     use crate::cluster::api::MySQLClusterSpec;
-    use crate::cluster::clustering::fixtures::{inst, obs, replicating};
+    use crate::cluster::clustering::fixtures::{inst, obs, replicating, view};
     use crate::mysql::Observed;
 
     /// The primary: writable, semi-sync source on.
@@ -330,21 +330,6 @@ mod tests {
         let mut o = obs(ordinal, false, gtids);
         o.semi_sync_source = true;
         o
-    }
-
-    fn view(instances: Vec<InstanceView>) -> ClusterView {
-        ClusterView {
-            replicas: instances.len() as i32,
-            spec_primary: 0,
-            instances,
-            primary: Some(0),
-            requested_primary: Some(0),
-            primary_unreachable_since: None,
-            failover_enabled: true,
-            failover_delay: Duration::from_secs(10),
-            semi_sync: true,
-            now: "2026-01-01T00:00:00Z".parse().unwrap(),
-        }
     }
 
     fn cluster() -> MySQLCluster {

@@ -3,7 +3,9 @@
 use crate::cluster::objects::server_id;
 use crate::mysql::{Flavor, GtidSet, Observed, ReplicaStatus};
 
-use super::plan::InstanceView;
+use std::time::Duration;
+
+use super::plan::{ClusterView, InstanceView};
 
 pub const MARIA: Flavor = Flavor::MariaDb { major: 10, minor: 11 };
 
@@ -34,4 +36,20 @@ pub fn ip(i: i32) -> String {
 
 pub fn inst(ordinal: i32, mysql: Option<Observed>) -> InstanceView {
     InstanceView { ordinal, address: Some(ip(ordinal)), deleting: false, mysql }
+}
+
+/// A cluster of `instances` whose primary is instance 0.
+pub fn view(instances: Vec<InstanceView>) -> ClusterView {
+    ClusterView {
+        replicas: instances.len() as i32,
+        spec_primary: 0,
+        instances,
+        primary: Some(0),
+        requested_primary: Some(0),
+        primary_unreachable_since: None,
+        failover_enabled: true,
+        failover_delay: Duration::from_secs(10),
+        semi_sync: true,
+        now: "2026-01-01T00:00:00Z".parse().unwrap(),
+    }
 }

@@ -341,22 +341,11 @@ mod tests {
     fn healthy_view() -> ClusterView {
         let mut primary = obs(0, false, "0-100-5");
         primary.semi_sync_source = true;
-        ClusterView {
-            replicas: 3,
-            spec_primary: 0,
-            instances: vec![
-                inst(0, Some(primary)),
-                inst(1, Some(replicating(obs(1, true, "0-100-5"), &ip(0)))),
-                inst(2, Some(replicating(obs(2, true, "0-100-4"), &ip(0)))),
-            ],
-            primary: Some(0),
-            requested_primary: Some(0),
-            primary_unreachable_since: None,
-            failover_enabled: true,
-            failover_delay: Duration::from_secs(10),
-            semi_sync: true,
-            now: "2026-01-01T00:00:00Z".parse().unwrap(),
-        }
+        view(vec![
+            inst(0, Some(primary)),
+            inst(1, Some(replicating(obs(1, true, "0-100-5"), &ip(0)))),
+            inst(2, Some(replicating(obs(2, true, "0-100-4"), &ip(0)))),
+        ])
     }
 
     #[test]
