@@ -266,6 +266,16 @@ pub struct MySQLClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_unreachable_since: Option<Time>,
 
+    /// Fingerprint of the Kubernetes objects last applied (StatefulSet,
+    /// Services, ConfigMap, Secret, PodDisruptionBudget); they are re-applied
+    /// when it changes, and at least every minute to repair drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_fingerprint: Option<String>,
+
+    /// When the Kubernetes objects were last applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_applied_at: Option<Time>,
+
     /// The last clustering operation performed and its outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_operation: Option<String>,

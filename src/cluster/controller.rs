@@ -28,7 +28,9 @@ pub const HEALTHY: &str = "Healthy";
 pub const PROGRESSING: &str = "Progressing";
 
 /// How often a settled cluster is re-observed: failover detection depends on it.
-const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+const HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Unchanged Kubernetes objects are re-applied this often, to repair drift.
+const OBJECTS_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 /// Next pass after an operation or while unsettled.
 const BUSY_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -51,7 +53,19 @@ pub async fn reconcile(obj: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Acti
     if let Some(spec) = objs.statefulset.spec.as_mut() {
         spec.replicas = Some(instances);
     }
-    apply::apply_all(&ctx.client, &objs).await?;
+    let fingerprint = objects::fingerprint(&objs);
+    let now = jiff::Timestamp::now();
+    let refresh_due = status
+        .objects_applied_at
+        .as_ref()
+        .is_none_or(|t| now.duration_since(t.0).unsigned_abs() > OBJECTS_REFRESH_INTERVAL);
+    let (objects_fingerprint, objects_applied_at) =
+        if status.objects_fingerprint.as_deref() != Some(fingerprint.as_str()) || refresh_due {
+            apply::apply_all(&ctx.client, &objs).await?;
+            (Some(fingerprint), Some(Time(now)))
+        } else {
+            (status.objects_fingerprint.clone(), status.objects_applied_at.clone())
+        };
 
     // Clustering: observe, classify, one operation.
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -176,6 +190,8 @@ pub async fn reconcile(obj: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Acti
     }
     let mut new_status = new_status;
     new_status.state = Some(state.as_str().into());
+    new_status.objects_fingerprint = objects_fingerprint;
+    new_status.objects_applied_at = objects_applied_at;
     record(&ctx, &*obj, new_status.clone(), &conditions, None).await?;
     let regarding = obj.object_ref(&());
     for ev in events {
@@ -282,6 +298,8 @@ fn status_of(
             primary: objects::primary_service_name(&name),
             replicas: objects::replicas_service_name(&name),
         }),
+        objects_fingerprint: previous.objects_fingerprint.clone(),
+        objects_applied_at: previous.objects_applied_at.clone(),
         conditions: previous.conditions.clone(),
     }
 }
