@@ -730,6 +730,26 @@ fn statefulset_of(owner: &Owner, spec: &MySQLClusterSpec) -> StatefulSet {
     }
 }
 
+/// A fingerprint of everything `apply_all` writes, so an unchanged set is not
+/// re-applied on every pass. Only equality matters, so the hasher (stable
+/// within a build) is enough; a new build at worst re-applies once.
+pub fn fingerprint(objects: &Objects) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for part in [
+        serde_json::to_string(&objects.secret),
+        serde_json::to_string(&objects.config_map),
+        serde_json::to_string(&objects.headless),
+        serde_json::to_string(&objects.primary),
+        serde_json::to_string(&objects.replicas),
+        serde_json::to_string(&objects.statefulset),
+        serde_json::to_string(&objects.pdb),
+    ] {
+        part.unwrap_or_default().hash(&mut h);
+    }
+    format!("{:016x}", h.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1258,24 +1278,4 @@ mod tests {
         assert!(v["status"].is_null(), "no status in an apply body");
         assert_eq!(serde_json::to_value(&o.secret).unwrap()["data"]["root-password"], "cjAwdA==");
     }
-}
-
-/// A fingerprint of everything `apply_all` writes, so an unchanged set is not
-/// re-applied on every pass. Only equality matters, so the hasher (stable
-/// within a build) is enough; a new build at worst re-applies once.
-pub fn fingerprint(objects: &Objects) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for part in [
-        serde_json::to_string(&objects.secret),
-        serde_json::to_string(&objects.config_map),
-        serde_json::to_string(&objects.headless),
-        serde_json::to_string(&objects.primary),
-        serde_json::to_string(&objects.replicas),
-        serde_json::to_string(&objects.statefulset),
-        serde_json::to_string(&objects.pdb),
-    ] {
-        part.unwrap_or_default().hash(&mut h);
-    }
-    format!("{:016x}", h.finish())
 }
