@@ -182,6 +182,53 @@ async fn three_instances_replicate_and_replicas_refuse_writes() -> anyhow::Resul
     ensure!(status["endpoints"]["primary"] == "db-primary" && status["endpoints"]["replicas"] == "db-replicas");
     let columns = kubectl(&["get", "mysqlcluster", CLUSTER, "-n", &ns])?;
     ensure!(columns.contains("READY") && columns.contains("PRIMARY") && columns.contains(&primary), "{columns}");
+
+    // Storage cannot change after creation. A server with CEL refuses the
+    // patch; an older one lets it through, and the operator reports it while
+    // the cluster keeps serving on what it has.
+    let patched = kubectl(&[
+        "patch",
+        "mysqlcluster",
+        CLUSTER,
+        "-n",
+        &ns,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"storage":{"size":"2Gi"}}}"#,
+    ]);
+    match patched {
+        Err(e) => ensure!(e.to_string().contains("storage is immutable"), "unexpected refusal: {e:#}"),
+        Ok(_) => {
+            wait_until("InvalidSpec for the storage change", Duration::from_secs(30), POLL, || {
+                let c = cluster(&ns)?;
+                let ready =
+                    c["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "Ready").cloned();
+                Ok(ready
+                    .filter(|r| {
+                        r["reason"] == "InvalidSpec"
+                            && r["message"].as_str().is_some_and(|m| m.contains("spec.storage"))
+                    })
+                    .map(|_| c))
+            })
+            .and_then(|c| {
+                ensure!(condition_true(&c, "Available"), "the cluster must keep serving: {}", c["status"]);
+                Ok(())
+            })?;
+            kubectl(&[
+                "patch",
+                "mysqlcluster",
+                CLUSTER,
+                "-n",
+                &ns,
+                "--type",
+                "merge",
+                "-p",
+                r#"{"spec":{"storage":{"size":"1Gi"}}}"#,
+            ])?;
+            wait_healthy(&ns, 3, Duration::from_secs(60))?;
+        }
+    }
     drop(s.operator);
     s.ns.passed();
     Ok(())

@@ -59,13 +59,29 @@ pub async fn reconcile(obj: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Acti
         .objects_applied_at
         .as_ref()
         .is_none_or(|t| now.duration_since(t.0).unsigned_abs() > OBJECTS_REFRESH_INTERVAL);
-    let (objects_fingerprint, objects_applied_at) =
-        if status.objects_fingerprint.as_deref() != Some(fingerprint.as_str()) || refresh_due {
-            apply::apply_all(&ctx.client, &objs).await?;
-            (Some(fingerprint), Some(Time(now)))
-        } else {
-            (status.objects_fingerprint.clone(), status.objects_applied_at.clone())
-        };
+    // A change the API server refuses for good (the volume claim templates of
+    // a StatefulSet are immutable; clusters without CEL rules let the spec
+    // change through) is bad input: reported, and the cluster keeps running
+    // on the objects it has.
+    let mut refused: Option<String> = None;
+    let (objects_fingerprint, objects_applied_at) = if status.objects_fingerprint.as_deref()
+        != Some(fingerprint.as_str())
+        || refresh_due
+    {
+        match apply::apply_all(&ctx.client, &objs).await {
+            Ok(()) => (Some(fingerprint), Some(Time(now))),
+            Err(crate::error::Error::Kube(kube::Error::Api(e))) if is_immutable_storage_change(&e) => {
+                refused = Some(format!(
+                    "invalid spec: spec.storage cannot change after creation (a StatefulSet's volume claims are immutable); restore it: {}",
+                    e.message
+                ));
+                (status.objects_fingerprint.clone(), status.objects_applied_at.clone())
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        (status.objects_fingerprint.clone(), status.objects_applied_at.clone())
+    };
 
     // Clustering: observe, classify, one operation.
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -142,12 +158,15 @@ pub async fn reconcile(obj: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Acti
                 _ => plan.reason.clone(),
             },
         ),
-        Desired::new(
-            READY,
-            if available && all_ready { TRUE } else { FALSE },
-            if available && all_ready { "AllInstancesReady" } else { "InstancesNotReady" },
-            format!("{}/{} instances ready", new_status.ready_replicas, obj.spec.replicas),
-        ),
+        match &refused {
+            Some(message) => Desired::new(READY, FALSE, crate::k8s::conditions::REASON_INVALID_SPEC, message.clone()),
+            None => Desired::new(
+                READY,
+                if available && all_ready { TRUE } else { FALSE },
+                if available && all_ready { "AllInstancesReady" } else { "InstancesNotReady" },
+                format!("{}/{} instances ready", new_status.ready_replicas, obj.spec.replicas),
+            ),
+        },
         Desired::new(
             HEALTHY,
             if state == State::Healthy { TRUE } else { FALSE },
@@ -184,6 +203,18 @@ pub async fn reconcile(obj: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Acti
             message,
         });
     }
+    if let Some(message) = &refused
+        && spec_check::is_news(
+            &status.conditions,
+            &Desired::new(READY, FALSE, crate::k8s::conditions::REASON_INVALID_SPEC, message.clone()),
+        )
+    {
+        events.push(Transition {
+            type_: kube::runtime::events::EventType::Warning,
+            reason: crate::k8s::conditions::REASON_INVALID_SPEC.into(),
+            message: message.clone(),
+        });
+    }
     let previous_instances = status.instances.len() as i32;
     if previous_instances > 0 && previous_instances != instances {
         events.push(normal("Scaling", &format!("instances {previous_instances} → {instances}")));
@@ -207,6 +238,11 @@ pub async fn reconcile(obj: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Acti
     label_roles(&pods, &listed.items, &name, &new_status).await?;
 
     Ok(Action::requeue(if operated || state != State::Healthy { BUSY_INTERVAL } else { HEALTH_CHECK_INTERVAL }))
+}
+
+/// The API server's answer to a change of a StatefulSet's immutable fields.
+fn is_immutable_storage_change(e: &kube::core::Status) -> bool {
+    e.code == 422 && e.message.contains("updates to statefulset spec for fields other than")
 }
 
 fn normal(reason: &str, message: &str) -> Transition {
