@@ -226,14 +226,7 @@ pub async fn reconcile(obj: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Acti
     record(&ctx, &*obj, new_status.clone(), &conditions, None).await?;
     let regarding = obj.object_ref(&());
     for ev in events {
-        match ev.type_ {
-            kube::runtime::events::EventType::Normal => {
-                ctx.events.normal(&regarding, &ev.reason, "Clustering", ev.message).await
-            }
-            kube::runtime::events::EventType::Warning => {
-                ctx.events.warning(&regarding, &ev.reason, "Clustering", ev.message).await
-            }
-        }
+        ctx.events.publish(&regarding, ev.type_, &ev.reason, "Clustering", ev.message).await;
     }
     label_roles(&pods, &listed.items, &name, &new_status).await?;
 

@@ -17,15 +17,14 @@ impl EventPublisher {
         Self { recorder: Recorder::new(client, reporter) }
     }
 
-    pub async fn normal(&self, regarding: &ObjectReference, reason: &str, action: &str, note: String) {
-        self.publish(regarding, EventType::Normal, reason, action, note).await
-    }
-
-    pub async fn warning(&self, regarding: &ObjectReference, reason: &str, action: &str, note: String) {
-        self.publish(regarding, EventType::Warning, reason, action, note).await
-    }
-
-    async fn publish(&self, regarding: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
+    pub async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
             type_,
             reason: reason.to_string(),

@@ -48,14 +48,7 @@ where
     }
     if let Some(ev) = event {
         let regarding = obj.object_ref(&());
-        match ev.type_ {
-            kube::runtime::events::EventType::Normal => {
-                ctx.events.normal(&regarding, &ev.reason, "Reconcile", ev.message).await
-            }
-            kube::runtime::events::EventType::Warning => {
-                ctx.events.warning(&regarding, &ev.reason, "Reconcile", ev.message).await
-            }
-        }
+        ctx.events.publish(&regarding, ev.type_, &ev.reason, "Reconcile", ev.message).await;
     }
     Ok(())
 }
