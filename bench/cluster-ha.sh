@@ -80,36 +80,36 @@ for i in $(seq 1 "$RUNS"); do
   s=$(elapsed "$t0" "$(now)"); switch+=("$s"); printf '  run %d: %.2f s\n' "$i" "$s"
 done
 
+# Fails the primary with SIGNAL, RUNS times; prints each run and leaves the
+# seconds beyond the delay in the array named by the second argument.
+measure_failover() { # measure_failover SIGNAL ARRAY
+  local signal=$1 i old p t0 s f
+  local -n out=$2
+  for i in $(seq 1 "$RUNS"); do
+    wait_healthy
+    old=$(field '{.status.primary}')
+    t0=$(now)
+    "$AGENT" signal --state-dir "$STATE/node" --namespace "$NS" --pod "$old" --signal "$signal" >/dev/null
+    until p=$(field '{.status.primary}') && [ -n "$p" ] && [ "$p" != "$old" ]; do sleep 0.02; done
+    write_until_accepted "$(ip_of "$p")"
+    s=$(elapsed "$t0" "$(now)"); f=$(echo "$s - $DELAY" | bc -l); out+=("$f")
+    if [ "$signal" = STOP ]; then
+      "$AGENT" signal --state-dir "$STATE/node" --namespace "$NS" --pod "$old" --signal CONT >/dev/null
+    fi
+    printf '  run %d: %.2f s total, %.2f s beyond the delay\n' "$i" "$s" "$f"
+  done
+  wait_healthy
+}
+
 echo "failover (kill -9 -> new primary accepts a write, minus delaySeconds=$DELAY):"
 fail=()
-for i in $(seq 1 "$RUNS"); do
-  wait_healthy
-  old=$(field '{.status.primary}')
-  t0=$(now)
-  "$AGENT" signal --state-dir "$STATE/node" --namespace "$NS" --pod "$old" --signal KILL >/dev/null
-  until p=$(field '{.status.primary}') && [ -n "$p" ] && [ "$p" != "$old" ]; do sleep 0.02; done
-  write_until_accepted "$(ip_of "$p")"
-  s=$(elapsed "$t0" "$(now)"); f=$(echo "$s - $DELAY" | bc -l); fail+=("$f")
-  printf '  run %d: %.2f s total, %.2f s beyond the delay\n' "$i" "$s" "$f"
-done
-wait_healthy
+measure_failover KILL fail
 
 # A frozen primary (SIGSTOP) answers nothing: this is the path that waits
 # failover.delaySeconds, where a killed one is seen restarted at once.
 echo "failover (SIGSTOP -> new primary accepts a write, minus delaySeconds=$DELAY):"
 freeze=()
-for i in $(seq 1 "$RUNS"); do
-  wait_healthy
-  old=$(field '{.status.primary}')
-  t0=$(now)
-  "$AGENT" signal --state-dir "$STATE/node" --namespace "$NS" --pod "$old" --signal STOP >/dev/null
-  until p=$(field '{.status.primary}') && [ -n "$p" ] && [ "$p" != "$old" ]; do sleep 0.02; done
-  write_until_accepted "$(ip_of "$p")"
-  s=$(elapsed "$t0" "$(now)"); f=$(echo "$s - $DELAY" | bc -l); freeze+=("$f")
-  "$AGENT" signal --state-dir "$STATE/node" --namespace "$NS" --pod "$old" --signal CONT >/dev/null
-  printf '  run %d: %.2f s total, %.2f s beyond the delay\n' "$i" "$s" "$f"
-done
-wait_healthy
+measure_failover STOP freeze
 
 rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$OP/status")
 sw=$(printf '%s\n' "${switch[@]}" | median)

@@ -186,34 +186,36 @@ EXT
   )
 }
 
-write_kubeconfig() { # write_kubeconfig FILE CERTNAME
-  local pki=$STATE_DIR/pki
-  cat > "$1" <<KC
+write_kubeconfig() { # write_kubeconfig FILE USER "USER FIELDS" [NAMESPACE]
+  (
+    umask 077 # it may hold a token
+    cat > "$1" <<KC
 apiVersion: v1
 kind: Config
 clusters:
 - name: switchyard-local
   cluster:
     server: https://127.0.0.1:$APISERVER_PORT
-    certificate-authority: $pki/ca.crt
+    certificate-authority: $STATE_DIR/pki/ca.crt
 users:
 - name: $2
-  user:
-    client-certificate: $pki/$2.crt
-    client-key: $pki/$2.key
+  user: {$3}
 contexts:
-- name: switchyard-local
-  context: {cluster: switchyard-local, user: $2}
-current-context: switchyard-local
+- name: $2
+  context: {cluster: switchyard-local, user: $2${4:+, namespace: $4}}
+current-context: $2
 KC
+  )
 }
+
+client_cert() { echo "client-certificate: $STATE_DIR/pki/$1.crt, client-key: $STATE_DIR/pki/$1.key"; }
 
 # ---------------------------------------------------------------- control plane
 start_control_plane() {
   local pki=$STATE_DIR/pki
   make_pki
-  write_kubeconfig "$KUBECONFIG_OUT" admin
-  write_kubeconfig "$STATE_DIR/controller-manager.kubeconfig" controller-manager
+  write_kubeconfig "$KUBECONFIG_OUT" admin "$(client_cert admin)"
+  write_kubeconfig "$STATE_DIR/controller-manager.kubeconfig" controller-manager "$(client_cert controller-manager)"
   mkdir -p "$STATE_DIR/etcd"
   start etcd etcd --name switchyard-local --data-dir "$STATE_DIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -282,25 +284,7 @@ install_operator_objects() {
   local secret token
   secret=$(kc -n "$OPERATOR_NAMESPACE" get sa switchyard -o jsonpath='{.secrets[0].name}')
   token=$(kc -n "$OPERATOR_NAMESPACE" get secret "$secret" -o jsonpath='{.data.token}' | base64 -d)
-  umask 077
-  cat > "$OPERATOR_KUBECONFIG" <<KC
-apiVersion: v1
-kind: Config
-clusters:
-- name: switchyard-local
-  cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
-    certificate-authority: $STATE_DIR/pki/ca.crt
-users:
-- name: switchyard-operator
-  user:
-    token: $token
-contexts:
-- name: switchyard-operator
-  context: {cluster: switchyard-local, user: switchyard-operator, namespace: $OPERATOR_NAMESPACE}
-current-context: switchyard-operator
-KC
-  umask 022
+  write_kubeconfig "$OPERATOR_KUBECONFIG" switchyard-operator "token: $token" "$OPERATOR_NAMESPACE"
 }
 
 start_operator() {

@@ -6,9 +6,6 @@ pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 
-    #[error("MySQL: {0}")]
-    MySql(#[from] mysql_async::Error),
-
     #[error("encoding: {0}")]
     Encoding(#[from] serde_json::Error),
 
@@ -26,7 +23,6 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
-            Error::MySql(_) => "mysql",
             Error::Encoding(_) => "encoding",
             Error::NotNamespaced { .. } => "not_namespaced",
             Error::Build(_) => "build",

@@ -58,6 +58,11 @@ fn wait_healthy(ns: &str, replicas: usize, timeout: Duration) -> anyhow::Result<
     })
 }
 
+/// `kubectl patch mysqlcluster db --type merge`, as a user would.
+fn patch(ns: &str, merge: &str) -> anyhow::Result<String> {
+    kubectl(&["patch", "mysqlcluster", CLUSTER, "-n", ns, "--type", "merge", "-p", merge])
+}
+
 fn primary_pod(status: &Value) -> String {
     status["primary"].as_str().unwrap_or_default().to_string()
 }
@@ -186,17 +191,7 @@ async fn three_instances_replicate_and_replicas_refuse_writes() -> anyhow::Resul
     // Storage cannot change after creation. A server with CEL refuses the
     // patch; an older one lets it through, and the operator reports it while
     // the cluster keeps serving on what it has.
-    let patched = kubectl(&[
-        "patch",
-        "mysqlcluster",
-        CLUSTER,
-        "-n",
-        &ns,
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"storage":{"size":"2Gi"}}}"#,
-    ]);
+    let patched = patch(&ns, r#"{"spec":{"storage":{"size":"2Gi"}}}"#);
     match patched {
         Err(e) => ensure!(e.to_string().contains("storage is immutable"), "unexpected refusal: {e:#}"),
         Ok(_) => {
@@ -215,17 +210,7 @@ async fn three_instances_replicate_and_replicas_refuse_writes() -> anyhow::Resul
                 ensure!(condition_true(&c, "Available"), "the cluster must keep serving: {}", c["status"]);
                 Ok(())
             })?;
-            kubectl(&[
-                "patch",
-                "mysqlcluster",
-                CLUSTER,
-                "-n",
-                &ns,
-                "--type",
-                "merge",
-                "-p",
-                r#"{"spec":{"storage":{"size":"1Gi"}}}"#,
-            ])?;
+            patch(&ns, r#"{"spec":{"storage":{"size":"1Gi"}}}"#)?;
             wait_healthy(&ns, 3, Duration::from_secs(60))?;
         }
     }
@@ -241,7 +226,7 @@ async fn switchover_under_writes_loses_nothing() -> anyhow::Result<()> {
     ensure!(primary_pod(&status) == "db-0");
     let writer = Writer::start(&ns, CLUSTER, "app", &s.app_password, WRITE_INTERVAL).await?;
     writer.wait_for_progress(100, Duration::from_secs(30)).await?;
-    kubectl(&["patch", "mysqlcluster", CLUSTER, "-n", &ns, "--type", "merge", "-p", r#"{"spec":{"primary":1}}"#])?;
+    patch(&ns, r#"{"spec":{"primary":1}}"#)?;
     let status = wait_until("db-1 to be primary", Duration::from_secs(60), POLL, || {
         let c = cluster(&ns)?;
         Ok((c["status"]["primary"] == "db-1").then(|| c["status"].clone()))
@@ -326,24 +311,14 @@ async fn scale_out_and_in_keeps_the_data() -> anyhow::Result<()> {
     let ns = s.ns.as_str().to_string();
     let writer = Writer::start(&ns, CLUSTER, "app", &s.app_password, WRITE_INTERVAL).await?;
     writer.wait_for_progress(50, Duration::from_secs(30)).await?;
-    kubectl(&["patch", "mysqlcluster", CLUSTER, "-n", &ns, "--type", "merge", "-p", r#"{"spec":{"replicas":5}}"#])?;
+    patch(&ns, r#"{"spec":{"replicas":5}}"#)?;
     wait_healthy(&ns, 5, PROVISION_TIMEOUT)?;
     // Put the primary on an ordinal that scale-in removes: it must move first.
-    kubectl(&["patch", "mysqlcluster", CLUSTER, "-n", &ns, "--type", "merge", "-p", r#"{"spec":{"primary":4}}"#])?;
+    patch(&ns, r#"{"spec":{"primary":4}}"#)?;
     wait_until("db-4 to be primary", Duration::from_secs(60), POLL, || {
         Ok((cluster(&ns)?["status"]["primary"] == "db-4").then_some(()))
     })?;
-    kubectl(&[
-        "patch",
-        "mysqlcluster",
-        CLUSTER,
-        "-n",
-        &ns,
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"replicas":3,"primary":0}}"#,
-    ])?;
+    patch(&ns, r#"{"spec":{"replicas":3,"primary":0}}"#)?;
     let status = wait_healthy(&ns, 3, PROVISION_TIMEOUT)?;
     ensure!(primary_pod(&status) == "db-0", "{status}");
     wait_until("the StatefulSet to shrink to 3", Duration::from_secs(120), POLL, || {
@@ -363,7 +338,7 @@ async fn operator_killed_mid_switchover_ends_with_one_primary() -> anyhow::Resul
     let ns = s.ns.as_str().to_string();
     let writer = Writer::start(&ns, CLUSTER, "app", &s.app_password, WRITE_INTERVAL).await?;
     writer.wait_for_progress(50, Duration::from_secs(30)).await?;
-    kubectl(&["patch", "mysqlcluster", CLUSTER, "-n", &ns, "--type", "merge", "-p", r#"{"spec":{"primary":2}}"#])?;
+    patch(&ns, r#"{"spec":{"primary":2}}"#)?;
     // The switchover runs within a second of the patch: kill the operator in it.
     wait_until("the switchover to start", Duration::from_secs(10), Duration::from_millis(20), || {
         let c = cluster(&ns)?;

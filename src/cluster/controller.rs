@@ -144,10 +144,12 @@ pub async fn reconcile(obj: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Acti
         }
     }
 
-    let new_status = status_of(&obj, &view, &plan, primary, requested, last_operation, &status);
+    // A primary promoted this pass still has replicas to repoint.
+    let state = if primary != current_primary { State::Degraded } else { plan.state };
+    let pass = Pass { state, primary, requested, last_operation };
+    let mut new_status = status_of(&obj, &view, &plan, &pass, &status);
     let available = new_status.instances.iter().any(|i| i.role == "primary" && i.healthy);
     let all_ready = new_status.ready_replicas == obj.spec.replicas;
-    let state = if operated && primary != current_primary { State::Degraded } else { plan.state };
     let conditions = [
         Desired::new(
             AVAILABLE,
@@ -219,8 +221,6 @@ pub async fn reconcile(obj: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Acti
     if previous_instances > 0 && previous_instances != instances {
         events.push(normal("Scaling", &format!("instances {previous_instances} → {instances}")));
     }
-    let mut new_status = new_status;
-    new_status.state = Some(state.as_str().into());
     new_status.objects_fingerprint = objects_fingerprint;
     new_status.objects_applied_at = objects_applied_at;
     record(&ctx, &*obj, new_status.clone(), &conditions, None).await?;
@@ -266,16 +266,23 @@ fn pod_info(cluster: &str, ordinal: i32, pods: &[Pod]) -> PodInfo {
     }
 }
 
+/// What this pass decided, beyond the plan.
+struct Pass {
+    state: State,
+    primary: Option<i32>,
+    requested: Option<i32>,
+    last_operation: Option<String>,
+}
+
 /// The status this pass observed. Pure.
 fn status_of(
     obj: &MySQLCluster,
     view: &ClusterView,
     plan: &plan::Plan,
-    primary: Option<i32>,
-    requested: Option<i32>,
-    last_operation: Option<String>,
+    pass: &Pass,
     previous: &MySQLClusterStatus,
 ) -> MySQLClusterStatus {
+    let Pass { state, primary, requested, ref last_operation } = *pass;
     let name = obj.name_any();
     let primary_ip =
         primary.and_then(|p| view.instances.iter().find(|i| i.ordinal == p)).and_then(|i| i.address.clone());
@@ -316,11 +323,11 @@ fn status_of(
         .collect();
     MySQLClusterStatus {
         observed_generation: obj.meta().generation,
-        state: Some(plan.state.as_str().into()),
+        state: Some(state.as_str().into()),
         primary: primary.map(|p| objects::pod_name(&name, p)),
         requested_primary: requested,
         primary_unreachable_since: if promoted_now { None } else { plan.primary_unreachable_since.map(Time) },
-        last_operation,
+        last_operation: last_operation.clone(),
         ready_replicas: instances.iter().filter(|i| i.healthy).count() as i32,
         instances,
         endpoints: Some(Endpoints {
@@ -379,6 +386,10 @@ mod tests {
         o
     }
 
+    fn pass(p: &plan::Plan, primary: Option<i32>, last_operation: Option<String>) -> Pass {
+        Pass { state: p.state, primary, requested: Some(0), last_operation }
+    }
+
     fn cluster() -> MySQLCluster {
         let mut c = MySQLCluster::new("db", MySQLClusterSpec::default());
         c.metadata.generation = Some(4);
@@ -393,7 +404,7 @@ mod tests {
             inst(2, Some(replicating(obs(2, true, "0-100-9,0-102-1"), "127.0.0.10"))),
         ]);
         let p = plan::plan(&v);
-        let s = status_of(&cluster(), &v, &p, Some(0), Some(0), None, &MySQLClusterStatus::default());
+        let s = status_of(&cluster(), &v, &p, &pass(&p, Some(0), None), &MySQLClusterStatus::default());
         assert_eq!(s.primary.as_deref(), Some("db-0"));
         assert_eq!(s.observed_generation, Some(4));
         assert_eq!(s.ready_replicas, 2);
@@ -412,7 +423,7 @@ mod tests {
             inst(2, None),
         ]);
         let p = plan::plan(&v);
-        let s = status_of(&cluster(), &v, &p, Some(0), Some(0), None, &MySQLClusterStatus::default());
+        let s = status_of(&cluster(), &v, &p, &pass(&p, Some(0), None), &MySQLClusterStatus::default());
         assert_eq!(s.ready_replicas, 1);
         assert_eq!(s.instances[2].role, "unknown");
     }
@@ -425,8 +436,13 @@ mod tests {
             inst(2, Some(replicating(obs(2, true, "0-100-9"), "127.0.0.10"))),
         ]);
         let p = plan::plan(&v);
-        let s =
-            status_of(&cluster(), &v, &p, Some(1), Some(0), Some("failed over".into()), &MySQLClusterStatus::default());
+        let s = status_of(
+            &cluster(),
+            &v,
+            &p,
+            &pass(&p, Some(1), Some("failed over".into())),
+            &MySQLClusterStatus::default(),
+        );
         assert_eq!(s.primary.as_deref(), Some("db-1"));
         assert!(s.instances[1].healthy && !s.instances[1].read_only);
         assert_eq!(s.primary_unreachable_since, None, "the clock stops with the new primary");

@@ -94,11 +94,6 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
     conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// True when `type_` is present with status `True`.
-pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
-    find(conditions, type_).is_some_and(|c| c.status == TRUE)
-}
-
 /// Schema for `status.conditions`: the upstream Condition schema marked as a
 /// list-map keyed by `type`.
 pub fn schema(generator: &mut schemars::SchemaGenerator) -> Schema {
@@ -136,7 +131,7 @@ mod tests {
 
         let flipped = merge(&same, &[Desired::new("Ready", TRUE, "Ready", "ok")], Some(2), &t1);
         assert_eq!(flipped[0].last_transition_time, t1);
-        assert!(is_true(&flipped, "Ready"));
+        assert_eq!(find(&flipped, "Ready").unwrap().status, TRUE);
     }
 
     #[test]
@@ -145,8 +140,8 @@ mod tests {
         let base = merge(&[], &[Desired::new("Healthy", TRUE, "Ok", "")], Some(1), &t0);
         let out = merge(&base, &[Desired::new("Ready", FALSE, "X", "y")], Some(1), &t0);
         assert_eq!(out.len(), 2);
-        assert!(is_true(&out, "Healthy"));
-        assert!(!is_true(&out, "Ready"));
+        assert_eq!(find(&out, "Healthy").unwrap().status, TRUE);
+        assert_eq!(find(&out, "Ready").unwrap().status, FALSE);
         assert!(find(&out, "Missing").is_none());
     }
 

@@ -53,7 +53,7 @@ pub fn reset_replica_all(flavor: Flavor) -> &'static str {
 }
 
 pub fn show_replica_status(flavor: Flavor) -> &'static str {
-    flavor.show_replica_status()
+    if flavor.is_mariadb() { "SHOW SLAVE STATUS" } else { "SHOW REPLICA STATUS" }
 }
 
 /// The executed transactions: with `log_slave_updates` the binlog of a
@@ -219,6 +219,8 @@ mod tests {
     #[test]
     fn replication_control_per_flavor() {
         assert_eq!(start_replica(MYSQL), "START REPLICA");
+        assert_eq!(show_replica_status(MARIA), "SHOW SLAVE STATUS");
+        assert_eq!(show_replica_status(MYSQL), "SHOW REPLICA STATUS");
         assert_eq!(stop_io_thread(MARIA), "STOP SLAVE IO_THREAD");
         assert_eq!(reset_replica_all(MYSQL), "RESET REPLICA ALL");
         assert_eq!(executed_gtids(MYSQL), "SELECT @@GLOBAL.gtid_executed");
