@@ -1,4 +1,5 @@
-//! The `switchyard` command: `run` the operator, or print the `crd`s.
+//! The `switchyard` command: `run` the operator, print the `crd`s, or `move`
+//! tables with the data-movement engine.
 
 use std::path::PathBuf;
 
@@ -24,6 +25,10 @@ enum LogFormat {
 enum Command {
     /// Run the operator.
     Run(switchyard::operator::RunArgs),
+    /// Move tables between servers with the data-movement engine, outside
+    /// Kubernetes: copy, apply changes, verify. For benchmarks, tests and
+    /// DBAs checking a source before they write a resource.
+    Move(switchyard::movement::cli::MoveArgs),
     /// Print all CustomResourceDefinitions as YAML, or write one file each.
     Crd {
         /// Write `<name>.yaml` files into these directories instead of printing.
@@ -55,6 +60,11 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Move(args) => {
+            init_logging(cli.log_format);
+            let code = switchyard::movement::cli::run(args).await;
+            std::process::exit(code)
         }
         Command::Run(args) => {
             init_logging(cli.log_format);

@@ -9,6 +9,11 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// An identifier in backquotes, safe for any name.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
 /// Where a replica replicates from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Source<'a> {
@@ -60,6 +65,16 @@ pub fn show_replica_status(flavor: Flavor) -> &'static str {
 /// MariaDB server holds its own and replicated transactions alike.
 pub fn executed_gtids(flavor: Flavor) -> &'static str {
     if flavor.is_mariadb() { "SELECT @@GLOBAL.gtid_binlog_pos" } else { "SELECT @@GLOBAL.gtid_executed" }
+}
+
+/// The end of the binary log: file and offset in the first two columns.
+/// MySQL 8.4 removed SHOW MASTER STATUS; 8.0 before 8.2 lacks the new name.
+pub fn binlog_status(flavor: Flavor) -> &'static str {
+    match flavor {
+        Flavor::MySql { major: 8, minor } if minor < 2 => "SHOW MASTER STATUS",
+        Flavor::MySql { .. } => "SHOW BINARY LOG STATUS",
+        Flavor::MariaDb { .. } => "SHOW MASTER STATUS",
+    }
 }
 
 /// The executed set for comparisons (see `gtid.rs`): MariaDB's per-server
@@ -191,6 +206,19 @@ pub fn replica_columns(flavor: Flavor) -> ReplicaColumns {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binlog_status_per_version() {
+        assert_eq!(binlog_status(Flavor::MariaDb { major: 10, minor: 11 }), "SHOW MASTER STATUS");
+        assert_eq!(binlog_status(Flavor::MySql { major: 8, minor: 0 }), "SHOW MASTER STATUS");
+        assert_eq!(binlog_status(Flavor::MySql { major: 8, minor: 4 }), "SHOW BINARY LOG STATUS");
+        assert_eq!(binlog_status(Flavor::MySql { major: 9, minor: 1 }), "SHOW BINARY LOG STATUS");
+    }
+
+    #[test]
+    fn identifiers_are_backquoted() {
+        assert_eq!(quote_ident("a`b"), "`a``b`");
+    }
 
     const MARIA: Flavor = Flavor::MariaDb { major: 10, minor: 11 };
     const MYSQL: Flavor = Flavor::MySql { major: 8, minor: 4 };

@@ -1,0 +1,297 @@
+//! The row copy: one reader per table inside a shared snapshot walks the key
+//! in chunks; several writers put the chunks on the targets. A table's
+//! checkpoint advances only over chunks that are written together with every
+//! chunk before them, so a restart never skips a row.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row, Value};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::checkpoint::{Checkpoint, Phase};
+use super::chunk::{self, ChunkSizer};
+use super::error::{At, MovementError, Result};
+use super::progress::{Meter, copy_progress};
+use super::value::KeyValue;
+use super::{Prepared, Report, Reporter, Route, snapshot, writes};
+
+/// A chunk read and rendered, waiting for a writer.
+struct Chunk {
+    route: usize,
+    seq: u64,
+    rows: u64,
+    /// (target endpoint, statement)
+    statements: Vec<(usize, String)>,
+    last_key: Vec<KeyValue>,
+}
+
+enum Done {
+    Written {
+        route: usize,
+        seq: u64,
+        rows: u64,
+        last_key: Vec<KeyValue>,
+        took: Duration,
+    },
+    /// The reader has read everything; `chunks` were sent.
+    Finished {
+        route: usize,
+        chunks: u64,
+    },
+}
+
+pub async fn run(p: &Prepared, mut cp: Checkpoint, report: &Reporter) -> Result<Checkpoint> {
+    if cp.phase == Phase::Apply {
+        return Ok(cp);
+    }
+    let pending: Vec<usize> = (0..p.routes.len())
+        .filter(|&i| !cp.table(&p.routes[i].source.name.to_string()).is_some_and(|t| t.done))
+        .collect();
+    if !pending.is_empty() {
+        let names: Vec<_> = pending.iter().map(|&i| &p.routes[i].source.name).collect();
+        let snap = snapshot::take(&p.job.source, p.flavor, &names, pending.len()).await?;
+        if cp.snapshot.is_none() {
+            cp.snapshot = Some(snap.position.clone());
+        }
+        for &i in &pending {
+            cp.table_mut(&p.routes[i].source.name.to_string());
+        }
+        report(Report::Checkpoint(cp.clone()));
+        cp = copy_tables(p, cp, &pending, snap.readers, report).await?;
+    }
+    cp.phase = Phase::Apply;
+    if cp.applied.is_none() {
+        cp.applied = cp.snapshot.clone();
+    }
+    report(Report::Checkpoint(cp.clone()));
+    Ok(cp)
+}
+
+async fn copy_tables(
+    p: &Prepared,
+    mut cp: Checkpoint,
+    pending: &[usize],
+    readers: Vec<Conn>,
+    report: &Reporter,
+) -> Result<Checkpoint> {
+    let opts = &p.job.options;
+    let workers = opts.workers.max(1);
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(workers * 2);
+    let chunk_rx = Arc::new(tokio::sync::Mutex::new(chunk_rx));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let sizers: Arc<Vec<Mutex<ChunkSizer>>> =
+        Arc::new(p.routes.iter().map(|_| Mutex::new(ChunkSizer::new(opts.chunk_time, opts.max_chunk_rows))).collect());
+    let throttled: Arc<Mutex<Option<String>>> = Arc::default();
+
+    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+    for (&route, conn) in pending.iter().zip(readers) {
+        let after = cp.table(&p.routes[route].source.name.to_string()).and_then(|t| t.after.clone());
+        let reader = Reader {
+            route,
+            r: p.routes[route].clone(),
+            conn,
+            endpoint: p.job.source.name.clone(),
+            sizer: sizers.clone(),
+            max_bytes: opts.max_chunk_bytes,
+        };
+        let (tx, done) = (chunk_tx.clone(), done_tx.clone());
+        tasks.spawn(async move { reader.run(after, tx, done).await });
+    }
+    drop(chunk_tx);
+    // Writers share the prepared job through scoped borrows below, so they
+    // run in this task's future set rather than as spawned tasks.
+    let write_all = async {
+        let mut writers = Vec::new();
+        for _ in 0..workers {
+            writers.push(writer(p, chunk_rx.clone(), done_tx.clone(), throttled.clone()));
+        }
+        drop(done_tx);
+        futures::future::try_join_all(writers).await.map(|_| ())
+    };
+
+    let coordinate = async {
+        let mut next_seq: HashMap<usize, u64> = pending.iter().map(|&r| (r, 0)).collect();
+        let mut waiting: HashMap<usize, BTreeMap<u64, (u64, Vec<KeyValue>)>> = HashMap::new();
+        let mut finished: HashMap<usize, u64> = HashMap::new();
+        let total: u64 = p.routes.iter().map(|r| r.source.estimated_rows).sum();
+        let mut meter = Meter::new(Duration::from_secs(10));
+        let mut last_report = Instant::now();
+        meter.record(last_report, cp.rows_copied());
+        while let Some(done) = done_rx.recv().await {
+            match done {
+                Done::Written { route, seq, rows, last_key, took } => {
+                    if let Ok(mut s) = sizers[route].lock() {
+                        s.observe(rows, took);
+                    }
+                    waiting.entry(route).or_default().insert(seq, (rows, last_key));
+                }
+                Done::Finished { route, chunks } => {
+                    finished.insert(route, chunks);
+                }
+            }
+            for (&route, queue) in waiting.iter_mut() {
+                let next = next_seq.get_mut(&route).expect("pending route");
+                let table = cp.table_mut(&p.routes[route].source.name.to_string());
+                while let Some((rows, key)) = queue.remove(next) {
+                    table.rows_copied += rows;
+                    table.after = Some(key);
+                    *next += 1;
+                }
+            }
+            let mut completed = false;
+            for (&route, &chunks) in &finished {
+                let table = cp.table_mut(&p.routes[route].source.name.to_string());
+                if !table.done && next_seq[&route] == chunks {
+                    table.done = true;
+                    completed = true;
+                }
+            }
+            let now = Instant::now();
+            if completed || now.duration_since(last_report) >= p.job.options.report_every {
+                last_report = now;
+                meter.record(now, cp.rows_copied());
+                report(Report::Checkpoint(cp.clone()));
+                let reason = throttled.lock().ok().and_then(|t| t.clone());
+                report(Report::Progress(copy_progress(cp.rows_copied(), total, meter.rows_per_second(), reason)));
+            }
+        }
+        Ok::<Checkpoint, MovementError>(cp)
+    };
+
+    let readers_done = async {
+        while let Some(joined) = tasks.join_next().await {
+            joined.map_err(|e| MovementError::Internal(format!("copy reader: {e}")))??;
+        }
+        Ok::<(), MovementError>(())
+    };
+    let ((), (), cp) = tokio::try_join!(readers_done, write_all, coordinate)?;
+    if let Some(t) =
+        cp.tables.iter().find(|t| pending.iter().any(|&r| p.routes[r].source.name.to_string() == t.table) && !t.done)
+    {
+        return Err(MovementError::Internal(format!("copy of {} ended before its last chunk was written", t.table)));
+    }
+    Ok(cp)
+}
+
+struct Reader {
+    route: usize,
+    r: Route,
+    conn: Conn,
+    endpoint: String,
+    sizer: Arc<Vec<Mutex<ChunkSizer>>>,
+    max_bytes: usize,
+}
+
+impl Reader {
+    async fn run(
+        mut self,
+        after: Option<Vec<KeyValue>>,
+        tx: mpsc::Sender<Chunk>,
+        done: mpsc::UnboundedSender<Done>,
+    ) -> Result<()> {
+        let r = &self.r;
+        let select =
+            r.source_columns().iter().map(|c| crate::mysql::sql::quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let key_cols: Vec<&str> = r.source.key.iter().map(|&k| r.source.columns[k].name.as_str()).collect();
+        let key_kinds: Vec<_> = r.source.key.iter().map(|&k| &r.source.columns[k].kind).collect();
+        let order = chunk::order_by(&key_cols);
+        let mut after: Option<Vec<Value>> = after.map(|k| k.iter().map(KeyValue::to_value).collect());
+        let mut seq = 0;
+        let mut avg_row_bytes = 0usize;
+        loop {
+            let mut limit = self.sizer[self.route].lock().map(|s| s.rows()).unwrap_or(1000);
+            if let Some(fit) = self.max_bytes.checked_div(avg_row_bytes) {
+                limit = limit.min(fit.max(1) as u64);
+            }
+            let filter = match &after {
+                Some(k) => format!(" WHERE {}", chunk::after(&key_cols, &key_kinds, k)),
+                None => String::new(),
+            };
+            let sql = format!("SELECT {select} FROM {}{filter} ORDER BY {order} LIMIT {limit}", r.source.name.sql());
+            let rows: Vec<Row> = self.conn.exec(sql, ()).await.at(&self.endpoint)?;
+            if rows.is_empty() {
+                break;
+            }
+            let n = rows.len() as u64;
+            let rows: Vec<Vec<Value>> = rows.into_iter().map(Row::unwrap).collect();
+            let last: Vec<Value> = r.key_of(rows.last().expect("not empty")).into_iter().cloned().collect();
+            let statements = render(r, &rows);
+            avg_row_bytes = statements.iter().map(|(_, s)| s.len()).sum::<usize>() / rows.len();
+            let chunk = Chunk {
+                route: self.route,
+                seq,
+                rows: n,
+                statements,
+                last_key: last.iter().map(KeyValue::from).collect(),
+            };
+            if tx.send(chunk).await.is_err() {
+                return Err(MovementError::Internal("copy writers stopped".into()));
+            }
+            seq += 1;
+            after = Some(last);
+            if n < limit {
+                break;
+            }
+        }
+        let _ = self.conn.query_drop("COMMIT").await;
+        let _ = done.send(Done::Finished { route: self.route, chunks: seq });
+        Ok(())
+    }
+}
+
+/// A chunk's rows as REPLACE statements, grouped by shard.
+fn render(r: &Route, rows: &[Vec<Value>]) -> Vec<(usize, String)> {
+    let columns = r.target_columns();
+    let kinds = r.source_kinds();
+    let mut by_shard: BTreeMap<usize, Vec<&[Value]>> = BTreeMap::new();
+    for row in rows {
+        by_shard.entry(r.shard(row)).or_default().push(row.as_slice());
+    }
+    let mut out = Vec::new();
+    for (shard, rows) in by_shard {
+        let target = &r.targets[shard];
+        for sql in writes::replace(&target.table, &columns, &kinds, rows) {
+            out.push((target.endpoint, sql));
+        }
+    }
+    out
+}
+
+async fn writer(
+    p: &Prepared,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Chunk>>>,
+    done: mpsc::UnboundedSender<Done>,
+    throttled: Arc<Mutex<Option<String>>>,
+) -> Result<()> {
+    let mut conns: Vec<Option<Conn>> = p.job.targets.iter().map(|_| None).collect();
+    loop {
+        let Some(chunk) = rx.lock().await.recv().await else { return Ok(()) };
+        let note = |reason: Option<String>| {
+            if let Ok(mut t) = throttled.lock() {
+                *t = reason;
+            }
+        };
+        p.throttler().wait(&note).await;
+        p.throttler().take_rows(chunk.rows).await;
+        let start = Instant::now();
+        for (ep, sql) in chunk.statements {
+            if conns[ep].is_none() {
+                conns[ep] = Some(p.job.targets[ep].connect().await?);
+            }
+            let conn = conns[ep].as_mut().expect("connected above");
+            conn.query_drop(sql).await.at(&p.job.targets[ep].name)?;
+        }
+        let _ = done.send(Done::Written {
+            route: chunk.route,
+            seq: chunk.seq,
+            rows: chunk.rows,
+            last_key: chunk.last_key,
+            took: start.elapsed(),
+        });
+    }
+}

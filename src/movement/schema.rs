@@ -1,0 +1,330 @@
+//! Table definitions as the engine needs them: columns by position (row
+//! events carry no names when `binlog_row_metadata` is MINIMAL, MariaDB's
+//! default), each column's kind for value encoding, and the key that orders
+//! and chunks the copy.
+
+use std::fmt;
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
+
+use super::error::{At, MovementError, Result};
+use crate::mysql::sql::quote_ident;
+
+/// `schema`.`table`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TableName {
+    pub schema: String,
+    pub table: String,
+}
+
+impl TableName {
+    pub fn new(schema: &str, table: &str) -> TableName {
+        TableName { schema: schema.to_string(), table: table.to_string() }
+    }
+
+    /// Parses `schema.table`.
+    pub fn parse(s: &str) -> Option<TableName> {
+        let (schema, table) = s.split_once('.')?;
+        (!schema.is_empty() && !table.is_empty() && !table.contains('.')).then(|| TableName::new(schema, table))
+    }
+
+    /// The quoted form for statements.
+    pub fn sql(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.table)
+    }
+}
+
+/// How a column's values are written as SQL literals and compared.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    /// Integer of `bytes` width. The width matters because row events on
+    /// MariaDB do not say whether a column is unsigned: the raw value arrives
+    /// signed and is reinterpreted here.
+    Int {
+        bytes: u8,
+        unsigned: bool,
+    },
+    Float,
+    Double,
+    Decimal,
+    Bit,
+    Year,
+    Date,
+    Time,
+    DateTime,
+    Timestamp,
+    Enum(Vec<String>),
+    Set(Vec<String>),
+    /// Character data in `charset` (MariaDB's JSON is LONGTEXT and lands here).
+    Text {
+        charset: String,
+    },
+    /// Byte strings: BINARY, VARBINARY, BLOBs, geometry.
+    Binary,
+    /// MySQL's native JSON.
+    Json,
+}
+
+impl Kind {
+    /// Classifies an information_schema `DATA_TYPE` / `COLUMN_TYPE` pair.
+    pub fn classify(data_type: &str, column_type: &str, charset: Option<&str>) -> Option<Kind> {
+        let unsigned = column_type.to_ascii_lowercase().contains("unsigned");
+        let text = |c: Option<&str>| match c {
+            Some(cs) if cs != "binary" => Kind::Text { charset: cs.to_string() },
+            _ => Kind::Binary,
+        };
+        Some(match data_type.to_ascii_lowercase().as_str() {
+            "tinyint" => Kind::Int { bytes: 1, unsigned },
+            "smallint" => Kind::Int { bytes: 2, unsigned },
+            "mediumint" => Kind::Int { bytes: 3, unsigned },
+            "int" | "integer" => Kind::Int { bytes: 4, unsigned },
+            "bigint" => Kind::Int { bytes: 8, unsigned },
+            "float" => Kind::Float,
+            "double" | "real" | "double precision" => Kind::Double,
+            "decimal" | "numeric" => Kind::Decimal,
+            "bit" => Kind::Bit,
+            "year" => Kind::Year,
+            "date" => Kind::Date,
+            "time" => Kind::Time,
+            "datetime" => Kind::DateTime,
+            "timestamp" => Kind::Timestamp,
+            "enum" => Kind::Enum(parse_members(column_type)?),
+            "set" => Kind::Set(parse_members(column_type)?),
+            "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => text(charset),
+            "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "geometry" | "point"
+            | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon" | "geometrycollection"
+            | "geomcollection" => Kind::Binary,
+            "json" => Kind::Json,
+            "inet4" | "inet6" | "uuid" => text(Some("latin1")),
+            _ => return None,
+        })
+    }
+
+    pub fn is_numeric(&self) -> bool {
+        matches!(self, Kind::Int { .. } | Kind::Float | Kind::Double | Kind::Decimal | Kind::Year)
+    }
+}
+
+/// `enum('a','b''c')` → `["a", "b'c"]`.
+pub fn parse_members(column_type: &str) -> Option<Vec<String>> {
+    let open = column_type.find('(')?;
+    let body = &column_type[open + 1..column_type.rfind(')')?];
+    let mut members = Vec::new();
+    let mut chars = body.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.next() {
+            None => return Some(members),
+            Some('\'') => {}
+            Some(_) => return None,
+        }
+        let mut member = String::new();
+        loop {
+            match chars.next()? {
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                    member.push('\'');
+                }
+                '\'' => break,
+                '\\' => member.push(chars.next()?),
+                c => member.push(c),
+            }
+        }
+        members.push(member);
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub kind: Kind,
+    /// The full type as declared, e.g. `decimal(10,2) unsigned`.
+    pub column_type: String,
+    pub nullable: bool,
+    /// Generated columns are computed by the target itself; writing them is
+    /// an error.
+    pub generated: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableSchema {
+    pub name: TableName,
+    /// In ordinal order, which is the order of values in a row event.
+    pub columns: Vec<Column>,
+    /// Positions of the columns of the primary key, or of the first unique
+    /// key whose columns are all NOT NULL.
+    pub key: Vec<usize>,
+    /// Estimated rows, from table statistics.
+    pub estimated_rows: u64,
+}
+
+impl TableSchema {
+    pub fn position(&self, column: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name.eq_ignore_ascii_case(column))
+    }
+}
+
+/// One index column as information_schema.STATISTICS lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexColumn {
+    pub index: String,
+    pub seq: u32,
+    pub column: String,
+    pub unique: bool,
+}
+
+/// The key that orders and chunks the copy: the primary key, else the first
+/// unique key (by name) with only NOT NULL columns. A NULL in a "unique" key
+/// would let two rows share a key, so such keys cannot identify rows.
+pub fn choose_key(columns: &[Column], indexes: &[IndexColumn]) -> Option<Vec<usize>> {
+    let mut names: Vec<&str> = indexes.iter().filter(|i| i.unique).map(|i| i.index.as_str()).collect();
+    names.sort_by_key(|n| (*n != "PRIMARY", n.to_string()));
+    names.dedup();
+    for name in names {
+        let mut cols: Vec<&IndexColumn> = indexes.iter().filter(|i| i.index == name).collect();
+        cols.sort_by_key(|i| i.seq);
+        let positions: Option<Vec<usize>> = cols
+            .iter()
+            .map(|i| columns.iter().position(|c| c.name.eq_ignore_ascii_case(&i.column) && !c.nullable))
+            .collect();
+        if let Some(p) = positions.filter(|p| !p.is_empty()) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+fn generated(extra: &str) -> bool {
+    let e = extra.to_ascii_uppercase();
+    e.contains("GENERATED") || e.contains("VIRTUAL") || e.contains("PERSISTENT") || e.contains("STORED")
+}
+
+/// Reads a table's definition from information_schema.
+pub async fn load(conn: &mut Conn, endpoint: &str, name: &TableName) -> Result<TableSchema> {
+    type ColumnRow = (String, String, String, String, Option<String>, String);
+    let rows: Vec<ColumnRow> = conn
+        .exec(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, EXTRA \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (&name.schema, &name.table),
+        )
+        .await
+        .at(endpoint)?;
+    if rows.is_empty() {
+        return Err(MovementError::Table { table: name.to_string(), reason: format!("does not exist on {endpoint}") });
+    }
+    let mut columns = Vec::with_capacity(rows.len());
+    for (col, data_type, column_type, nullable, charset, extra) in rows {
+        let kind =
+            Kind::classify(&data_type, &column_type, charset.as_deref()).ok_or_else(|| MovementError::Table {
+                table: name.to_string(),
+                reason: format!("column {col} has type {column_type}, which the engine cannot move"),
+            })?;
+        columns.push(Column {
+            name: col,
+            kind,
+            column_type,
+            nullable: nullable == "YES",
+            generated: generated(&extra),
+        });
+    }
+    let indexes: Vec<(String, u32, String, i64)> = conn
+        .exec(
+            "SELECT INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&name.schema, &name.table),
+        )
+        .await
+        .at(endpoint)?;
+    let indexes: Vec<IndexColumn> = indexes
+        .into_iter()
+        .map(|(index, seq, column, non_unique)| IndexColumn { index, seq, column, unique: non_unique == 0 })
+        .collect();
+    let key = choose_key(&columns, &indexes).ok_or_else(|| MovementError::Table {
+        table: name.to_string(),
+        reason: "has no primary key and no unique key on NOT NULL columns, so rows cannot be copied in \
+                 order or matched to row events; add a primary key first"
+            .into(),
+    })?;
+    let estimated_rows: Option<u64> = conn
+        .exec_first(
+            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&name.schema, &name.table),
+        )
+        .await
+        .at(endpoint)?;
+    Ok(TableSchema { name: name.clone(), columns, key, estimated_rows: estimated_rows.unwrap_or(0) })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn column(name: &str, kind: Kind) -> Column {
+        Column { name: name.into(), kind, column_type: String::new(), nullable: false, generated: false }
+    }
+
+    #[test]
+    fn parses_enum_members() {
+        assert_eq!(parse_members("enum('a','b''c','d,e')").unwrap(), vec!["a", "b'c", "d,e"]);
+        assert_eq!(parse_members("set('x', 'y')").unwrap(), vec!["x", "y"]);
+        assert_eq!(parse_members("enum()").unwrap(), Vec::<String>::new());
+        assert_eq!(parse_members("enum(a)"), None);
+    }
+
+    #[test]
+    fn classifies_types() {
+        assert_eq!(Kind::classify("int", "int(10) unsigned", None), Some(Kind::Int { bytes: 4, unsigned: true }));
+        assert_eq!(
+            Kind::classify("varchar", "varchar(10)", Some("utf8mb4")),
+            Some(Kind::Text { charset: "utf8mb4".into() })
+        );
+        assert_eq!(
+            Kind::classify("longtext", "longtext", Some("utf8mb4")),
+            Some(Kind::Text { charset: "utf8mb4".into() })
+        );
+        assert_eq!(Kind::classify("varbinary", "varbinary(10)", None), Some(Kind::Binary));
+        assert_eq!(
+            Kind::classify("enum", "enum('a','b')", Some("utf8mb4")),
+            Some(Kind::Enum(vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(Kind::classify("vector", "vector(3)", None), None);
+    }
+
+    #[test]
+    fn primary_key_wins_then_not_null_unique() {
+        let mut cols = vec![column("id", Kind::Int { bytes: 8, unsigned: false }), column("email", Kind::Binary)];
+        let idx = |index: &str, seq, column: &str, unique| IndexColumn {
+            index: index.into(),
+            seq,
+            column: column.into(),
+            unique,
+        };
+        let both = [idx("uk_email", 1, "email", true), idx("PRIMARY", 1, "id", true)];
+        assert_eq!(choose_key(&cols, &both), Some(vec![0]));
+        assert_eq!(choose_key(&cols, &both[..1]), Some(vec![1]));
+        cols[1].nullable = true;
+        assert_eq!(choose_key(&cols, &both[..1]), None, "a nullable unique key cannot identify rows");
+        assert_eq!(choose_key(&cols, &[idx("k", 1, "id", false)]), None, "a non-unique index is no key");
+        let composite = [idx("PRIMARY", 2, "id", true), idx("PRIMARY", 1, "email", true)];
+        cols[1].nullable = false;
+        assert_eq!(choose_key(&cols, &composite), Some(vec![1, 0]));
+    }
+
+    #[test]
+    fn table_names() {
+        assert_eq!(TableName::parse("shop.orders"), Some(TableName::new("shop", "orders")));
+        assert_eq!(TableName::parse("orders"), None);
+        assert_eq!(TableName::new("a`b", "c").sql(), "`a``b`.`c`");
+    }
+}
