@@ -301,12 +301,18 @@ impl ChangeReader {
                 let data = event.read_data().map_err(|e| self.error(format!("undecodable event: {e}")))?;
                 match data {
                     Some(EventData::RotateEvent(r)) => {
-                        self.file = r.name().to_string();
-                        // A rotate is not inside a transaction; the next
-                        // file starts fresh.
+                        // The fake rotate a dump starts with arrives before
+                        // the format event that says whether events carry a
+                        // checksum, so its name may end in checksum bytes.
+                        // It names the file we asked for anyway; only a real
+                        // rotate (the last event of a file) moves us on.
                         if header.log_pos() == 0 || r.is_fake() {
                             return Ok(None);
                         }
+                        self.file = r.name().to_string();
+                        self.position =
+                            BinlogPosition { file: self.file.clone(), position: r.position(), gtid: self.gtid.clone() };
+                        return Ok(Some(Item::Boundary(self.position.clone())));
                     }
                     Some(EventData::GtidEvent(g)) => {
                         let sid = g.sid();

@@ -4,14 +4,20 @@
 //! `SWITCHYARD_EXTERNAL_CLUSTER=1` it is whatever KUBECONFIG points at, and
 //! the few things only the local node agent can do (signalling a pod's
 //! process) report the test as skipped by design.
+//!
+//! `servers` and `load` are the exception: standalone MariaDB servers on
+//! 127.0.0.1 and a writer for them, for the data movement engine's tests and
+//! benchmarks, which need no cluster.
 
 pub mod cluster;
 pub mod fault;
 pub mod kubectl;
+pub mod load;
 pub mod mysql;
 pub mod namespace;
 pub mod operator;
 pub mod pods;
+pub mod servers;
 pub mod wait;
 pub mod writer;
 
