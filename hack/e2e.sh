@@ -17,7 +17,11 @@ if [ "${SWITCHYARD_EXTERNAL_CLUSTER:-0}" != 1 ]; then
   $ENV operator-objects
 fi
 cleanup() {
-  if [ "$started" = 1 ] && [ "${SWITCHYARD_KEEP_ENV:-0}" != 1 ]; then $ENV down --wipe; fi
+  if [ "$started" = 1 ] && [ "${SWITCHYARD_KEEP_ENV:-0}" != 1 ]; then
+    $ENV down --wipe
+    # The data-movement tests' standalone servers (e2e/tests/movement.rs).
+    hack/local-mariadb.sh stop-all || true
+  fi
 }
 trap cleanup EXIT
 
