@@ -59,6 +59,13 @@ fn move_args(src: &LocalServer, dst: &LocalServer, tables: &[&str], checkpoint: 
     args
 }
 
+/// `args` with `--then what`.
+fn then(args: &[String], what: &str) -> Vec<String> {
+    let mut a = args.to_vec();
+    a.extend(["--then".to_string(), what.to_string()]);
+    a
+}
+
 /// A running `switchyard move`.
 struct Engine {
     child: tokio::process::Child,
@@ -191,22 +198,19 @@ async fn copy_apply_and_verify_under_writes() -> anyhow::Result<()> {
 
     let cp = checkpoint_file("basic")?;
     let args = move_args(&a, &b, &["mv_basic.t=mv_basic.t"], &cp, 4_100_000_001);
-    let mut caught_up = args.clone();
-    caught_up.extend(["--then".into(), "caught-up".into()]);
+    let caught_up = then(&args, "caught-up");
     let (code, out, err) = run("basic-copy", &caught_up).await?;
     ensure!(code == 0, "copy and catch-up failed ({code}): {out}\n{err}");
     ensure!(field(&out, "rowsCopied").and_then(|v| v.as_u64()).unwrap_or(0) >= 30_000, "{out}");
 
     // Keep applying while the writer goes on, then stop both and verify.
-    let mut follow = args.clone();
-    follow.extend(["--then".into(), "follow".into()]);
+    let follow = then(&args, "follow");
     let follower = Engine::start("basic-follow", &follow)?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ops = load.stop().await?;
     follower.kill().await?;
 
-    let mut verify = args.clone();
-    verify.extend(["--then".into(), "verify".into()]);
+    let verify = then(&args, "verify");
     let (code, out, err) = run("basic-verify", &verify).await?;
     ensure!(code == 0, "verify failed ({code}): {out}\n{err}");
     ensure!(field(&out, "equal") == Some(serde_json::json!(true)), "{out}");
@@ -238,15 +242,13 @@ async fn killed_mid_copy_and_mid_apply_resumes_without_loss() -> anyhow::Result<
     ensure!(at_kill["tables"][0]["after"].is_array(), "no key checkpoint: {at_kill}");
     println!("killed mid-copy at {}", at_kill["tables"][0]);
 
-    let mut caught_up = args.clone();
-    caught_up.extend(["--then".into(), "caught-up".into()]);
+    let caught_up = then(&args, "caught-up");
     let (code, out, err) = run("resume-copy-2", &caught_up).await?;
     ensure!(code == 0, "resumed copy failed ({code}): {out}\n{err}");
     ensure!(field(&out, "resumed") == Some(serde_json::json!(true)), "{out}");
 
     // Now kill it while it applies changes.
-    let mut follow = args.clone();
-    follow.extend(["--then".into(), "follow".into()]);
+    let follow = then(&args, "follow");
     let before = checkpoint(&cp)["applied"].clone();
     let mut follower = Engine::start("resume-follow", &follow)?;
     until("the apply to checkpoint a later position", Duration::from_secs(60), || {
@@ -262,8 +264,7 @@ async fn killed_mid_copy_and_mid_apply_resumes_without_loss() -> anyhow::Result<
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ops = load.stop().await?;
 
-    let mut verify = args.clone();
-    verify.extend(["--then".into(), "verify".into()]);
+    let verify = then(&args, "verify");
     let (code, out, err) = run("resume-verify", &verify).await?;
     ensure!(code == 0, "verify after resume failed ({code}): {out}\n{err}");
     let n = compare(&mut src, &mut dst, "mv_resume.t", "mv_resume.t").await?;
@@ -309,8 +310,7 @@ async fn every_column_type_survives_copy_and_apply() -> anyhow::Result<()> {
 
     let cp = checkpoint_file("types")?;
     let args = move_args(&a, &b, &["mv_types.t=mv_types.t"], &cp, 4_100_000_003);
-    let mut verify = args.clone();
-    verify.extend(["--then".into(), "verify".into()]);
+    let verify = then(&args, "verify");
     let (code, out, err) = run("types-copy", &verify).await?;
     ensure!(code == 0, "copy of every type failed ({code}): {out}\n{err}");
     compare(&mut src, &mut dst, "mv_types.t", "mv_types.t").await.context("after the copy")?;
@@ -367,8 +367,7 @@ async fn compressed_binlog_events_stop_the_apply() -> anyhow::Result<()> {
     fresh(&mut src, &mut dst, "mv_compress", 1000).await?;
     let cp = checkpoint_file("compress")?;
     let args = move_args(&c, &b, &["mv_compress.t=mv_compress.t"], &cp, 4_100_000_005);
-    let mut follow = args.clone();
-    follow.extend(["--then".into(), "follow".into()]);
+    let follow = then(&args, "follow");
     let follower = Engine::start("compress-follow", &follow)?;
     until("the copy to finish", Duration::from_secs(60), || {
         let cp = cp.clone();
@@ -414,8 +413,7 @@ async fn ddl_on_a_moved_table_stops_the_apply() -> anyhow::Result<()> {
     let (mut src, mut dst) = (a.conn().await?, b.conn().await?);
     fresh(&mut src, &mut dst, "mv_ddl", 1000).await?;
     let cp = checkpoint_file("ddl")?;
-    let mut follow = move_args(&a, &b, &["mv_ddl.t=mv_ddl.t"], &cp, 4_100_000_007);
-    follow.extend(["--then".into(), "follow".into()]);
+    let follow = then(&move_args(&a, &b, &["mv_ddl.t=mv_ddl.t"], &cp, 4_100_000_007), "follow");
     let follower = Engine::start("ddl-follow", &follow)?;
     until("the copy to finish", Duration::from_secs(60), || {
         let cp = cp.clone();
@@ -439,14 +437,12 @@ async fn split_into_shards_under_writes_and_verify() -> anyhow::Result<()> {
     let cp = checkpoint_file("shard")?;
     let mut args = move_args(&a, &b, &["mv_shard.t=0:mv_shard.t,0:mv_shard.t_1"], &cp, 4_100_000_008);
     args.extend(["--route-by".into(), "modulo:id".into()]);
-    let mut caught_up = args.clone();
-    caught_up.extend(["--then".into(), "caught-up".into()]);
+    let caught_up = then(&args, "caught-up");
     let (code, out, err) = run("shard-copy", &caught_up).await?;
     ensure!(code == 0, "split failed ({code}): {out}\n{err}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ops = load.stop().await?;
-    let mut verify = args.clone();
-    verify.extend(["--then".into(), "verify".into()]);
+    let verify = then(&args, "verify");
     let (code, out, err) = run("shard-verify", &verify).await?;
     ensure!(code == 0, "verify through the router failed ({code}): {out}\n{err}");
 

@@ -36,16 +36,6 @@ impl Endpoint {
         Ok(Endpoint { name: name.to_string(), opts: OptsBuilder::from_opts(opts).prefer_socket(false).into() })
     }
 
-    pub fn from_parts(name: &str, host: &str, port: u16, user: &str, password: &str) -> Endpoint {
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(host)
-            .tcp_port(port)
-            .user(Some(user))
-            .pass(Some(password))
-            .prefer_socket(false);
-        Endpoint { name: name.to_string(), opts: opts.into() }
-    }
-
     /// A connection in the engine's session.
     pub async fn connect(&self) -> Result<Conn> {
         let mut conn = self.connect_raw().await?;
