@@ -46,9 +46,11 @@ pub struct MoveArgs {
     /// Replicas whose lag throttles the work.
     #[arg(long = "replica")]
     pub replicas: Vec<String>,
-    /// The server id the binlog reader registers with.
-    #[arg(long, default_value_t = 4_000_000_001)]
-    pub server_id: u32,
+    /// The server id the binlog reader registers with; it must differ from
+    /// every replica's and every other reader's. Unset: 4000000000 plus this
+    /// process's id.
+    #[arg(long)]
+    pub server_id: Option<u32>,
     /// Minimum binary log retention the source must have, in hours.
     #[arg(long, default_value_t = 24)]
     pub min_binlog_retention_hours: u64,
@@ -152,7 +154,7 @@ async fn run_inner(args: MoveArgs) -> Result<i32, MovementError> {
                 max_rows_per_second: args.max_rows_per_second,
             },
             replicas,
-            server_id: args.server_id,
+            server_id: args.server_id.unwrap_or(4_000_000_000 + std::process::id() % 100_000_000),
             min_binlog_retention: Duration::from_secs(args.min_binlog_retention_hours * 3600),
             report_every: Duration::from_millis(args.report_ms),
             ..Options::default()
