@@ -460,3 +460,39 @@ async fn split_into_shards_under_writes_and_verify() -> anyhow::Result<()> {
     println!("{ops} writer operations; {} rows split into 2 shards, equal row by row", s.len());
     Ok(())
 }
+
+#[tokio::test]
+async fn verify_names_the_rows_that_differ() -> anyhow::Result<()> {
+    let (a, b) = (source()?, target()?);
+    let (mut src, mut dst) = (a.conn().await?, b.conn().await?);
+    fresh(&mut src, &mut dst, "mv_diff", 5000).await?;
+    let cp = checkpoint_file("diff")?;
+    let verify = then(&move_args(&a, &b, &["mv_diff.t=mv_diff.t"], &cp, 4_100_000_009), "verify");
+    let (code, out, err) = run("diff-copy", &verify).await?;
+    ensure!(code == 0, "copy failed ({code}): {out}\n{err}");
+
+    // Damage the target behind the engine's back: one row changed, one
+    // missing, one extra, and one changed only in a way a collation would
+    // hide (case).
+    dst.query_drop("UPDATE mv_diff.t SET k = k + 1 WHERE id = 1234").await?;
+    dst.query_drop("DELETE FROM mv_diff.t WHERE id = 4321").await?;
+    dst.query_drop("INSERT INTO mv_diff.t (id, k) VALUES (99999, 1)").await?;
+    dst.query_drop("UPDATE mv_diff.t SET pad = UPPER(pad) WHERE id = 2500").await?;
+    let (code, out, err) = run("diff-verify", &verify).await?;
+    ensure!(code == 3, "a damaged target must fail verification with exit 3, got {code}: {out}\n{err}");
+    let report = field(&out, "checksum").context("no checksum in the summary")?;
+    let mismatches = report["tables"][0]["mismatches"].as_array().cloned().unwrap_or_default();
+    let keys = |kind: &str| -> Vec<String> {
+        mismatches
+            .iter()
+            .flat_map(|m| m[kind].as_array().cloned().unwrap_or_default())
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect()
+    };
+    let (mut changed, missing, extra) = (keys("changed"), keys("missing"), keys("extra"));
+    changed.sort();
+    ensure!(changed == ["1234", "2500"], "changed keys: {changed:?} in {report}");
+    ensure!(missing == ["4321"], "missing keys: {missing:?}");
+    ensure!(extra == ["99999"], "extra keys: {extra:?}");
+    Ok(())
+}
