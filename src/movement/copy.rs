@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Row, Value};
+use mysql_async::{Conn, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -81,7 +81,9 @@ async fn copy_tables(
 ) -> Result<Checkpoint> {
     let opts = &p.job.options;
     let workers = opts.workers.max(1);
-    let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(workers * 2);
+    // One chunk waiting per writer keeps them busy; more would only hold
+    // memory.
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(workers);
     let chunk_rx = Arc::new(tokio::sync::Mutex::new(chunk_rx));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let sizers: Arc<Vec<Mutex<ChunkSizer>>> =
@@ -213,15 +215,38 @@ impl Reader {
                 None => String::new(),
             };
             let sql = format!("SELECT {select} FROM {}{filter} ORDER BY {order} LIMIT {limit}", r.source.name.sql());
-            let rows: Vec<Row> = self.conn.exec(sql, ()).await.at(&self.endpoint)?;
-            if rows.is_empty() {
-                break;
-            }
-            let n = rows.len() as u64;
-            let rows: Vec<Vec<Value>> = rows.into_iter().map(Row::unwrap).collect();
-            let last: Vec<Value> = r.key_of(rows.last().expect("not empty")).into_iter().cloned().collect();
-            let statements = render(r, &rows);
-            avg_row_bytes = statements.iter().map(|(_, s)| s.len()).sum::<usize>() / rows.len();
+            // Rows are rendered as they arrive: a chunk is held once, as
+            // statement text, never also as decoded rows.
+            let kinds = r.source_kinds();
+            let columns = r.target_columns();
+            let mut builders: BTreeMap<usize, writes::ReplaceBuilder> = BTreeMap::new();
+            let mut n = 0u64;
+            let mut last: Option<Vec<Value>> = None;
+            let mut result = self.conn.exec_iter(sql, ()).await.at(&self.endpoint)?;
+            result
+                .for_each(|row| {
+                    let row = row.unwrap();
+                    let shard = r.shard(&row);
+                    builders
+                        .entry(shard)
+                        .or_insert_with(|| writes::ReplaceBuilder::new(&r.targets[shard].table, &columns))
+                        .push(&row, &kinds);
+                    n += 1;
+                    last = Some(r.key_of(&row).into_iter().cloned().collect());
+                })
+                .await
+                .at(&self.endpoint)?;
+            drop(result);
+            let Some(last) = last else { break };
+            let bytes: usize = builders.values().map(|b| b.bytes()).sum();
+            avg_row_bytes = (bytes / n as usize).max(1);
+            let statements = builders
+                .into_iter()
+                .flat_map(|(shard, b)| {
+                    let ep = r.targets[shard].endpoint;
+                    b.finish().into_iter().map(move |s| (ep, s))
+                })
+                .collect();
             let chunk = Chunk {
                 route: self.route,
                 seq,
@@ -242,24 +267,6 @@ impl Reader {
         let _ = done.send(Done::Finished { route: self.route, chunks: seq });
         Ok(())
     }
-}
-
-/// A chunk's rows as REPLACE statements, grouped by shard.
-fn render(r: &Route, rows: &[Vec<Value>]) -> Vec<(usize, String)> {
-    let columns = r.target_columns();
-    let kinds = r.source_kinds();
-    let mut by_shard: BTreeMap<usize, Vec<&[Value]>> = BTreeMap::new();
-    for row in rows {
-        by_shard.entry(r.shard(row)).or_default().push(row.as_slice());
-    }
-    let mut out = Vec::new();
-    for (shard, rows) in by_shard {
-        let target = &r.targets[shard];
-        for sql in writes::replace(&target.table, &columns, &kinds, rows) {
-            out.push((target.endpoint, sql));
-        }
-    }
-    out
 }
 
 async fn writer(

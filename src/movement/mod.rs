@@ -87,7 +87,7 @@ impl Default for Options {
             workers: 2,
             chunk_time: Duration::from_millis(500),
             max_chunk_rows: 50_000,
-            max_chunk_bytes: 8 << 20,
+            max_chunk_bytes: 4 << 20,
             throttle: Throttle::default(),
             replicas: vec![],
             server_id: 4_000_000_001,

@@ -20,36 +20,65 @@ pub fn replace<'r>(
     kinds: &[&Kind],
     rows: impl IntoIterator<Item = &'r [Value]>,
 ) -> Vec<String> {
-    let head = format!(
-        "REPLACE INTO {} ({}) VALUES ",
-        target.sql(),
-        columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
-    );
-    let mut out = Vec::new();
-    let mut sql = String::new();
+    let mut b = ReplaceBuilder::new(target, columns);
     for row in rows {
-        if sql.is_empty() {
-            sql.reserve(64 * 1024);
-            sql.push_str(&head);
+        b.push(row, kinds);
+    }
+    b.finish()
+}
+
+/// Builds REPLACE statements a row at a time, so a reader can render rows as
+/// they stream in instead of holding a chunk of them.
+pub struct ReplaceBuilder {
+    head: String,
+    sql: String,
+    done: Vec<String>,
+    bytes: usize,
+}
+
+impl ReplaceBuilder {
+    pub fn new(target: &TableName, columns: &[&str]) -> ReplaceBuilder {
+        let head = format!(
+            "REPLACE INTO {} ({}) VALUES ",
+            target.sql(),
+            columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+        );
+        ReplaceBuilder { head, sql: String::new(), done: Vec::new(), bytes: 0 }
+    }
+
+    pub fn push(&mut self, row: &[Value], kinds: &[&Kind]) {
+        let before = self.sql.len();
+        if self.sql.is_empty() {
+            self.sql.reserve(64 * 1024);
+            self.sql.push_str(&self.head);
         } else {
-            sql.push_str(", ");
+            self.sql.push_str(", ");
         }
-        sql.push('(');
+        self.sql.push('(');
         for (i, v) in row.iter().enumerate() {
             if i > 0 {
-                sql.push_str(", ");
+                self.sql.push_str(", ");
             }
-            write_literal(&mut sql, v, kinds[i]);
+            write_literal(&mut self.sql, v, kinds[i]);
         }
-        sql.push(')');
-        if sql.len() >= MAX_STATEMENT_BYTES {
-            out.push(std::mem::take(&mut sql));
+        self.sql.push(')');
+        self.bytes += self.sql.len() - before;
+        if self.sql.len() >= MAX_STATEMENT_BYTES {
+            self.done.push(std::mem::take(&mut self.sql));
         }
     }
-    if !sql.is_empty() {
-        out.push(sql);
+
+    /// Statement bytes so far.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
-    out
+
+    pub fn finish(mut self) -> Vec<String> {
+        if !self.sql.is_empty() {
+            self.done.push(self.sql);
+        }
+        self.done
+    }
 }
 
 /// `DELETE FROM target WHERE key IN (...)`, split by size.
