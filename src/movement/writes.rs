@@ -49,7 +49,9 @@ impl ReplaceBuilder {
     pub fn push(&mut self, row: &[Value], kinds: &[&Kind]) {
         let before = self.sql.len();
         if self.sql.is_empty() {
-            self.sql.reserve(64 * 1024);
+            // Room for a whole statement up front: growing by doubling would
+            // leave each queued statement holding up to twice its size.
+            self.sql.reserve(MAX_STATEMENT_BYTES + 64 * 1024);
             self.sql.push_str(&self.head);
         } else {
             self.sql.push_str(", ");
@@ -75,6 +77,7 @@ impl ReplaceBuilder {
 
     pub fn finish(mut self) -> Vec<String> {
         if !self.sql.is_empty() {
+            self.sql.shrink_to_fit();
             self.done.push(self.sql);
         }
         self.done
@@ -140,7 +143,7 @@ mod tests {
         let text = Kind::Text { charset: "utf8mb4".into() };
         let rows = [vec![Value::Int(1), Value::Bytes(b"a".to_vec())], vec![Value::Int(2), Value::NULL]];
         let got = replace(&t, &["id", "c"], &[&int(), &text], rows.iter().map(|r| r.as_slice()));
-        assert_eq!(got, vec!["REPLACE INTO `db`.`t` (`id`, `c`) VALUES (1, _utf8mb4'a'), (2, NULL)"]);
+        assert_eq!(got, vec!["REPLACE INTO `db`.`t` (`id`, `c`) VALUES (1, 'a'), (2, NULL)"]);
         assert!(replace(&t, &["id"], &[&int()], std::iter::empty()).is_empty());
     }
 
