@@ -496,3 +496,38 @@ async fn verify_names_the_rows_that_differ() -> anyhow::Result<()> {
     ensure!(extra == ["99999"], "extra keys: {extra:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_busy_source_pauses_the_copy_with_the_reason_shown() -> anyhow::Result<()> {
+    let (a, b) = (source()?, target()?);
+    let (mut src, mut dst) = (a.conn().await?, b.conn().await?);
+    fresh(&mut src, &mut dst, "mv_throttle", 20_000).await?;
+    // A statement that keeps running makes Threads_running 2 while the
+    // engine's own check runs: over a limit of 1.
+    let mut busy = a.conn().await?;
+    let busy_id = busy.id();
+    let sleeper = tokio::spawn(async move { busy.query_drop("SELECT SLEEP(60)").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let cp = checkpoint_file("throttle")?;
+    let mut args = then(&move_args(&a, &b, &["mv_throttle.t=mv_throttle.t"], &cp, 4_100_000_010), "caught-up");
+    args.extend(["--max-threads-running".into(), "1".into()]);
+    let engine = Engine::start("throttle", &args)?;
+    let stderr = engine.stderr.clone();
+    until("the progress to show the throttle", Duration::from_secs(30), || {
+        let stderr = stderr.clone();
+        async move { Ok(std::fs::read_to_string(&stderr)?.contains("Threads_running")) }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let copied = checkpoint(&cp)["tables"][0]["rowsCopied"].as_u64().unwrap_or(0);
+    ensure!(copied < 20_000, "the copy went on while throttled: {copied} rows");
+
+    src.query_drop(format!("KILL QUERY {busy_id}")).await?;
+    let _ = sleeper.await;
+    let (code, out, err) = engine.finish(Duration::from_secs(60)).await?;
+    ensure!(code == 0, "the copy did not finish after the throttle lifted ({code}): {out}\n{err}");
+    let n = compare(&mut src, &mut dst, "mv_throttle.t", "mv_throttle.t").await?;
+    ensure!(n == 20_000, "{n} rows");
+    Ok(())
+}

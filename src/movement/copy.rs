@@ -124,15 +124,19 @@ async fn copy_tables(
         let mut meter = Meter::new(Duration::from_secs(10));
         let mut last_report = Instant::now();
         meter.record(last_report, cp.rows_copied());
-        while let Some(done) = done_rx.recv().await {
-            match done {
-                Done::Written { route, seq, rows, last_key, took } => {
+        loop {
+            // Wake up to report even when nothing is written: a throttled
+            // copy must say why it is not moving.
+            match tokio::time::timeout(p.job.options.report_every, done_rx.recv()).await {
+                Ok(None) => break,
+                Err(_) => {}
+                Ok(Some(Done::Written { route, seq, rows, last_key, took })) => {
                     if let Ok(mut s) = sizers[route].lock() {
                         s.observe(rows, took);
                     }
                     waiting.entry(route).or_default().insert(seq, (rows, last_key));
                 }
-                Done::Finished { route, chunks } => {
+                Ok(Some(Done::Finished { route, chunks })) => {
                     finished.insert(route, chunks);
                 }
             }
