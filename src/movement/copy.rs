@@ -117,9 +117,7 @@ async fn copy_tables(
     };
 
     let coordinate = async {
-        let mut next_seq: HashMap<usize, u64> = pending.iter().map(|&r| (r, 0)).collect();
-        let mut waiting: HashMap<usize, BTreeMap<u64, (u64, Vec<KeyValue>)>> = HashMap::new();
-        let mut finished: HashMap<usize, u64> = HashMap::new();
+        let mut ledgers: HashMap<usize, Ledger> = pending.iter().map(|&r| (r, Ledger::default())).collect();
         let total: u64 = p.routes.iter().map(|r| r.source.estimated_rows).sum();
         let mut meter = Meter::new(Duration::from_secs(10));
         let mut last_report = Instant::now();
@@ -127,32 +125,28 @@ async fn copy_tables(
         loop {
             // Wake up to report even when nothing is written: a throttled
             // copy must say why it is not moving.
-            match tokio::time::timeout(p.job.options.report_every, done_rx.recv()).await {
+            let route = match tokio::time::timeout(p.job.options.report_every, done_rx.recv()).await {
                 Ok(None) => break,
-                Err(_) => {}
+                Err(_) => None,
                 Ok(Some(Done::Written { route, seq, rows, last_key, took })) => {
                     if let Ok(mut s) = sizers[route].lock() {
                         s.observe(rows, took);
                     }
-                    waiting.entry(route).or_default().insert(seq, (rows, last_key));
+                    ledgers.get_mut(&route).map(|l| l.written(seq, rows, last_key)).map(|_| route)
                 }
                 Ok(Some(Done::Finished { route, chunks })) => {
-                    finished.insert(route, chunks);
+                    ledgers.get_mut(&route).map(|l| l.finished(chunks)).map(|_| route)
                 }
-            }
-            for (&route, queue) in waiting.iter_mut() {
-                let next = next_seq.get_mut(&route).expect("pending route");
+            };
+            let mut completed = false;
+            if let Some(route) = route {
+                let ledger = ledgers.get_mut(&route).expect("pending route");
                 let table = cp.table_mut(&p.routes[route].source.name.to_string());
-                while let Some((rows, key)) = queue.remove(next) {
+                if let Some((rows, key)) = ledger.advance() {
                     table.rows_copied += rows;
                     table.after = Some(key);
-                    *next += 1;
                 }
-            }
-            let mut completed = false;
-            for (&route, &chunks) in &finished {
-                let table = cp.table_mut(&p.routes[route].source.name.to_string());
-                if !table.done && next_seq[&route] == chunks {
+                if !table.done && ledger.is_done() {
                     table.done = true;
                     completed = true;
                 }
@@ -182,6 +176,43 @@ async fn copy_tables(
         return Err(MovementError::Internal(format!("copy of {} ended before its last chunk was written", t.table)));
     }
     Ok(cp)
+}
+
+/// One table's written chunks. Writers finish out of order; the checkpoint
+/// may only move over a prefix of chunks that are all written, or a restart
+/// would skip the rows of a chunk still in flight.
+#[derive(Debug, Default)]
+struct Ledger {
+    next: u64,
+    waiting: BTreeMap<u64, (u64, Vec<KeyValue>)>,
+    chunks: Option<u64>,
+}
+
+impl Ledger {
+    fn written(&mut self, seq: u64, rows: u64, last_key: Vec<KeyValue>) {
+        self.waiting.insert(seq, (rows, last_key));
+    }
+
+    /// The reader sent `chunks` chunks in all.
+    fn finished(&mut self, chunks: u64) {
+        self.chunks = Some(chunks);
+    }
+
+    /// Rows newly covered and the key to checkpoint, if the prefix grew.
+    fn advance(&mut self) -> Option<(u64, Vec<KeyValue>)> {
+        let mut rows = 0;
+        let mut key = None;
+        while let Some((r, k)) = self.waiting.remove(&self.next) {
+            rows += r;
+            key = Some(k);
+            self.next += 1;
+        }
+        key.map(|k| (rows, k))
+    }
+
+    fn is_done(&self) -> bool {
+        self.chunks == Some(self.next)
+    }
 }
 
 struct Reader {
@@ -304,5 +335,38 @@ async fn writer(
             last_key: chunk.last_key,
             took: start.elapsed(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: i64) -> Vec<KeyValue> {
+        vec![KeyValue::Int(i)]
+    }
+
+    #[test]
+    fn the_checkpoint_moves_only_over_written_prefixes() {
+        let mut l = Ledger::default();
+        l.written(1, 10, key(20));
+        l.written(2, 10, key(30));
+        assert_eq!(l.advance(), None, "chunk 0 is still being written");
+        l.written(0, 10, key(10));
+        assert_eq!(l.advance(), Some((30, key(30))));
+        l.finished(4);
+        assert!(!l.is_done());
+        l.written(3, 5, key(35));
+        assert_eq!(l.advance(), Some((5, key(35))));
+        assert!(l.is_done());
+        assert_eq!(l.advance(), None);
+    }
+
+    #[test]
+    fn an_empty_table_is_done_at_once() {
+        let mut l = Ledger::default();
+        l.finished(0);
+        assert_eq!(l.advance(), None);
+        assert!(l.is_done());
     }
 }
