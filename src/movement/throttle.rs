@@ -2,7 +2,6 @@
 //! second; copy workers and the change apply wait while it reports a reason.
 //! A row budget caps the copy rate when the caller sets one.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -97,11 +96,6 @@ impl Throttler {
         Throttler { reason: rx, budget, task }
     }
 
-    /// No limits, no checks: for tests and same-process tools.
-    pub fn none() -> Throttler {
-        Throttler::start(Throttle { max_threads_running: Some(i32::MAX), ..Default::default() }, vec![], vec![])
-    }
-
     /// The current reason to pause, if any.
     pub fn reason(&self) -> Option<String> {
         self.reason.borrow().clone()
@@ -181,9 +175,6 @@ async fn replica_lag(slot: &mut Option<Conn>, ep: &Endpoint, flavor: Flavor) -> 
         }
     }
 }
-
-/// For callers that hold the throttler behind an Arc.
-pub type SharedThrottler = Arc<Throttler>;
 
 #[cfg(test)]
 mod tests {
