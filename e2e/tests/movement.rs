@@ -15,6 +15,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
 use switchyard_e2e::harness::load::Load;
 use switchyard_e2e::harness::servers::LocalServer;
+use switchyard_e2e::harness::wait::holds_for;
 use switchyard_e2e::harness::wait_until_async;
 
 fn source() -> anyhow::Result<LocalServer> {
@@ -507,7 +508,19 @@ async fn a_busy_source_pauses_the_copy_with_the_reason_shown() -> anyhow::Result
     let mut busy = a.conn().await?;
     let busy_id = busy.id();
     let sleeper = tokio::spawn(async move { busy.query_drop("SELECT SLEEP(60)").await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until("the busy statement to run", Duration::from_secs(10), || {
+        let a = &a;
+        async move {
+            let mut probe = a.conn().await?;
+            let running: Option<u64> = probe
+                .query_first(format!(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {busy_id} AND INFO LIKE 'SELECT SLEEP%'"
+                ))
+                .await?;
+            Ok(running == Some(1))
+        }
+    })
+    .await?;
 
     let cp = checkpoint_file("throttle")?;
     let mut args = then(&move_args(&a, &b, &["mv_throttle.t=mv_throttle.t"], &cp, 4_100_000_010), "caught-up");
@@ -519,9 +532,12 @@ async fn a_busy_source_pauses_the_copy_with_the_reason_shown() -> anyhow::Result
         async move { Ok(std::fs::read_to_string(&stderr)?.contains("Threads_running")) }
     })
     .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let copied = checkpoint(&cp)["tables"][0]["rowsCopied"].as_u64().unwrap_or(0);
-    ensure!(copied < 20_000, "the copy went on while throttled: {copied} rows");
+    let copied = || checkpoint(&cp)["tables"][0]["rowsCopied"].as_u64().unwrap_or(0);
+    let paused_at = copied();
+    ensure!(paused_at < 20_000, "the copy went on while throttled: {paused_at} rows");
+    holds_for("the copy to stay paused", Duration::from_secs(2), Duration::from_millis(100), || {
+        Ok(copied() == paused_at)
+    })?;
 
     src.query_drop(format!("KILL QUERY {busy_id}")).await?;
     let _ = sleeper.await;

@@ -67,3 +67,22 @@ impl<T> At<T> for std::result::Result<T, mysql_async::Error> {
         self.map_err(|source| MovementError::MySql { endpoint: endpoint.to_string(), source })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_retry_cannot_fix_is_permanent() {
+        let ddl = MovementError::Ddl { position: "f:4".into(), statement: "ALTER TABLE t".into() };
+        assert!(ddl.is_permanent());
+        assert_eq!(ddl.metric_label(), "ddl");
+        let dropped = MovementError::MySql {
+            endpoint: "source".into(),
+            source: mysql_async::Error::Other("connection reset".into()),
+        };
+        assert!(!dropped.is_permanent(), "a dropped connection is retried");
+        assert_eq!(dropped.metric_label(), "mysql");
+        assert!(MovementError::Checkpoint("binlog purged".into()).is_permanent());
+    }
+}

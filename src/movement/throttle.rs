@@ -166,8 +166,7 @@ async fn replica_lag(slot: &mut Option<Conn>, ep: &Endpoint, flavor: Flavor) -> 
     let q = conn.query_first::<Row, _>(sql::show_replica_status(flavor));
     match tokio::time::timeout(Duration::from_secs(2), q).await {
         Ok(Ok(Some(row))) => {
-            let col = if flavor.is_mariadb() { "Seconds_Behind_Master" } else { "Seconds_Behind_Source" };
-            row.get_opt::<Option<i64>, _>(col).and_then(Result::ok).flatten()
+            row.get_opt::<Option<i64>, _>(sql::replica_columns(flavor).lag).and_then(Result::ok).flatten()
         }
         _ => {
             *slot = None;
