@@ -269,6 +269,28 @@ OPERATOR_METRICS=127.0.0.1:8080
 
 kc() { kubectl --kubeconfig "$KUBECONFIG_OUT" "$@"; }
 
+# shop.orders with 1000 rows in the example cluster shop-db, once its
+# primary takes writes (up to 5 minutes).
+seed_example_table() {
+  local ip="" ro pw
+  for _ in $(seq 1 1500); do
+    ip=$(kc get myc shop-db -o jsonpath='{.status.instances[?(@.role=="primary")].address}' 2>/dev/null || true)
+    ro=$(kc get myc shop-db -o jsonpath='{.status.instances[?(@.role=="primary")].readOnly}' 2>/dev/null || true)
+    [ -n "$ip" ] && [ "$ro" = false ] && break
+    ip=""
+    sleep 0.2
+  done
+  if [ -z "$ip" ]; then
+    echo "shop-db has no writable primary yet; not applying examples/onlineddl.yaml" >&2
+    return 1
+  fi
+  pw=$(kc get secret shop-db-credentials -o jsonpath='{.data.root-password}' | base64 -d)
+  mariadb --no-defaults -h"$ip" -uroot -p"$pw" -e "
+    CREATE DATABASE IF NOT EXISTS shop;
+    CREATE TABLE IF NOT EXISTS shop.orders (id BIGINT PRIMARY KEY, customer INT NOT NULL, total DECIMAL(10,2));
+    INSERT IGNORE INTO shop.orders SELECT seq, seq % 97, seq * 1.5 FROM shop.seq_1_to_1000;"
+}
+
 # The CRDs, and the chart's ServiceAccount and RBAC, so the local operator has
 # exactly the permissions a Helm install grants.
 install_operator_objects() {
@@ -350,7 +372,12 @@ case "$cmd" in
     start_control_plane
     start_node_agent
     start_operator
-    kc apply -f "$ROOT/examples/"
+    # The OnlineDDL example changes shop.orders, so that table is created in
+    # the example cluster first; an OnlineDDL of a missing table fails.
+    for f in "$ROOT"/examples/*.yaml; do
+      [ "$(basename "$f")" = onlineddl.yaml ] || kc apply -f "$f"
+    done
+    seed_example_table && kc apply -f "$ROOT/examples/onlineddl.yaml"
     status
     printf '\nTry: kubectl get switchyard -A    (operator log: %s)\n' "$RUN_DIR/switchyard.log"
     ;;

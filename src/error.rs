@@ -17,6 +17,9 @@ pub enum Error {
 
     #[error("Secret {secret}: {reason}")]
     Credentials { secret: String, reason: String },
+
+    #[error("schema change: {0}")]
+    SchemaChange(#[from] crate::onlineddl::error::DdlError),
 }
 
 impl Error {
@@ -27,6 +30,7 @@ impl Error {
             Error::NotNamespaced { .. } => "not_namespaced",
             Error::Build(_) => "build",
             Error::Credentials { .. } => "credentials",
+            Error::SchemaChange(e) => e.metric_label(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! MySQLCluster: provisioning, replication, switchover and failover.
 
+pub mod access;
 pub mod api;
 pub mod apply;
 pub mod controller;

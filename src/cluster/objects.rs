@@ -337,6 +337,12 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
              plugin_load_add = semisync_source.so\n\
              plugin_load_add = semisync_replica.so\n",
         );
+    } else {
+        cnf.push_str(
+            "# Who holds a table's metadata lock (an OnlineDDL reports the sessions\n\
+             # that block its cut-over). MySQL has this in performance_schema.\n\
+             plugin_load_add = metadata_lock_info\n",
+        );
     }
     if !spec.config.is_empty() {
         cnf.push_str("# spec.config\n");
@@ -1068,7 +1074,8 @@ mod tests {
         ] {
             assert!(cnf.lines().any(|l| l == line), "missing {line:?} in\n{cnf}");
         }
-        assert!(!cnf.contains("plugin_load_add"), "semi-sync is built into MariaDB");
+        assert!(!cnf.contains("semisync"), "semi-sync is built into MariaDB");
+        assert!(cnf.lines().any(|l| l == "plugin_load_add = metadata_lock_info"), "cut-over blockers are found by it");
         assert!(
             !cnf.lines().any(|l| l.starts_with("server_id") || l.starts_with("server-id")),
             "server_id is set at runtime"
@@ -1083,6 +1090,7 @@ mod tests {
         let cnf = my_cnf(&spec);
         assert!(cnf.lines().any(|l| l == "plugin_load_add = semisync_source.so"));
         assert!(cnf.lines().any(|l| l == "plugin_load_add = semisync_replica.so"));
+        assert!(!cnf.contains("metadata_lock_info"), "MySQL has performance_schema.metadata_locks");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod conditions;
 pub mod events;
 pub mod owner;
+pub mod schema;
 pub mod status;
 
 /// The field manager of every server-side apply Switchyard makes. Stable, so

@@ -189,7 +189,7 @@ pub struct OnlineDDLStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Current step: Pending, Validating, Instant, Preparing, Copying,
+    /// Current step: Pending, Queued, Preparing, Copying, Verifying,
     /// ReadyToComplete, Postponed, CuttingOver, Complete, Cancelled or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
@@ -213,6 +213,25 @@ pub struct OnlineDDLStatus {
     /// Result of the shadow-vs-original checksum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+
+    /// How the change was made: `instant` (ALGORITHM=INSTANT on the table)
+    /// or `shadow` (copy and cut-over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+
+    /// Where the copy and the change apply resume after a restart (the
+    /// data-movement engine's checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::k8s::schema::free_form_object")]
+    pub checkpoint: Option<serde_json::Value>,
+
+    /// When the cut-over (or the instant ALTER) happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+
+    /// When the retained old table was dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_table_dropped_time: Option<Time>,
 
     /// ReadyToComplete and Succeeded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -240,4 +259,23 @@ pub struct CutoverStatus {
     /// The `spec.cutover.retry` value the attempts count belongs to.
     #[serde(default)]
     pub retry: i32,
+    /// The sentry of the attempt under way: the name the original table
+    /// takes if the attempt succeeds. A restarted operator finishes or rolls
+    /// back that attempt before anything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_absent_checkpoint_is_left_out_of_status_applies() {
+        let s = OnlineDDLStatus { step: Some("Copying".into()), ..Default::default() };
+        let v = serde_json::to_value(&s).unwrap();
+        assert!(v.get("checkpoint").is_none(), "{v}");
+        let back: OnlineDDLStatus = serde_json::from_value(serde_json::json!({"checkpoint": null})).unwrap();
+        assert_eq!(back.checkpoint, None);
+    }
 }

@@ -1,7 +1,15 @@
 //! OnlineDDL: shadow-table schema change with a controllable cut-over.
+//! The steps and the cut-over protocol are in `docs/online-ddl.md`.
 
 pub mod api;
+pub mod columns;
 pub mod controller;
+pub mod cutover;
+pub mod error;
+pub mod plan;
+pub mod runner;
+pub mod sql;
+pub mod table;
 pub mod validate;
 
 crate::impl_conditioned!(api::OnlineDDLStatus);

@@ -48,8 +48,10 @@ pub fn check_alter(alter: &str) -> Result<(), String> {
 }
 
 /// Splits into words and punctuation outside quotes and comments, so that
-/// keywords inside string literals or identifiers do not count.
-fn unquoted_words(text: &str) -> Result<Vec<String>, String> {
+/// keywords inside string literals or identifiers do not count. A string
+/// literal becomes `<quoted>`; a quoted identifier keeps its name, in
+/// backquotes.
+pub(crate) fn unquoted_words(text: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut chars = text.chars().peekable();
@@ -63,22 +65,26 @@ fn unquoted_words(text: &str) -> Result<Vec<String>, String> {
             '\'' | '"' | '`' => {
                 flush(&mut cur, &mut words);
                 let mut closed = false;
+                let mut ident = String::new();
                 while let Some(d) = chars.next() {
                     if d == '\\' && c != '`' {
                         chars.next();
                     } else if d == c {
                         if chars.peek() == Some(&c) {
                             chars.next();
+                            ident.push(c);
                         } else {
                             closed = true;
                             break;
                         }
+                    } else {
+                        ident.push(d);
                     }
                 }
                 if !closed {
                     return Err(format!("unterminated {c} quote"));
                 }
-                words.push("<quoted>".into());
+                words.push(if c == '`' { format!("`{ident}`") } else { "<quoted>".into() });
             }
             '-' if chars.peek() == Some(&'-') => return Err("SQL comments are not allowed".into()),
             '#' => return Err("SQL comments are not allowed".into()),

@@ -14,8 +14,15 @@ pub struct Context {
     pub client: kube::Client,
     pub events: EventPublisher,
     pub metrics: Metrics,
+    /// Long-running work of the data-moving kinds.
+    pub workers: super::workers::Workers,
+    /// How many schema changes run at once; more wait in Queued.
+    pub max_schema_changes: usize,
     backoff: Mutex<HashMap<String, u32>>,
 }
+
+/// Default of `--max-schema-changes`.
+pub const DEFAULT_MAX_SCHEMA_CHANGES: usize = 4;
 
 /// First retry after an error, doubling per consecutive failure.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
@@ -23,7 +30,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 impl Context {
     pub fn new(client: kube::Client, events: EventPublisher, metrics: Metrics) -> Self {
-        Self { client, events, metrics, backoff: Mutex::new(HashMap::new()) }
+        Self {
+            client,
+            events,
+            metrics,
+            workers: Default::default(),
+            max_schema_changes: DEFAULT_MAX_SCHEMA_CHANGES,
+            backoff: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Records a failure of `key` and says when to retry. The counts only pace

@@ -7,6 +7,7 @@ pub mod leader;
 pub mod metrics;
 pub mod outcome;
 pub mod spec_check;
+pub mod workers;
 
 use std::fmt::Debug;
 use std::net::SocketAddr;
@@ -38,6 +39,9 @@ pub struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long, default_value = "switchyard-leader")]
     pub lease_name: String,
+    /// OnlineDDLs that copy and sync at once; the rest wait in Queued.
+    #[arg(long, default_value_t = context::DEFAULT_MAX_SCHEMA_CHANGES)]
+    pub max_schema_changes: usize,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -69,7 +73,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     metrics.leader.set(1);
 
     let events = EventPublisher::new(client.clone(), "switchyard", Some(identity.clone()));
-    let ctx = Arc::new(Context::new(client, events, metrics.clone()));
+    let mut ctx = Context::new(client, events, metrics.clone());
+    ctx.max_schema_changes = args.max_schema_changes.max(1);
+    let ctx = Arc::new(ctx);
     tokio::select! {
         () = run_controllers(ctx, shutdown.clone()) => tracing::info!("controllers stopped"),
         why = leadership.lost() => {

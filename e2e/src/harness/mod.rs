@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod fault;
 pub mod kubectl;
 pub mod load;
+pub mod model;
 pub mod mysql;
 pub mod namespace;
 pub mod operator;

@@ -34,6 +34,11 @@ pub struct Operator {
 impl Operator {
     /// Starts `target/debug/switchyard run` (built by hack/e2e.sh).
     pub fn start(name: &str) -> anyhow::Result<Operator> {
+        Self::start_with_env(name, &[])
+    }
+
+    /// Like `start`, with extra environment (e.g. a failpoint).
+    pub fn start_with_env(name: &str, env: &[(&str, &str)]) -> anyhow::Result<Operator> {
         let root = repo_root();
         let bin =
             std::env::var("SWITCHYARD_BIN").map(PathBuf::from).unwrap_or_else(|_| root.join("target/debug/switchyard"));
@@ -49,6 +54,7 @@ impl Operator {
             .env("POD_NAMESPACE", OPERATOR_NAMESPACE)
             .env("POD_NAME", name)
             .env("RUST_LOG", "info,kube=warn,switchyard=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

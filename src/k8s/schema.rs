@@ -1,0 +1,13 @@
+//! Schema helpers for fields whose shape the API server need not know.
+
+use schemars::Schema;
+
+/// An object kept as it is (`x-kubernetes-preserve-unknown-fields`): for
+/// state only the operator reads, such as an engine checkpoint.
+pub fn free_form_object(_: &mut schemars::SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}

@@ -1,0 +1,683 @@
+//! The work of one OnlineDDL, as a task the controller starts and stops.
+//!
+//! It is a loop of passes. Each pass reads the resource, looks at
+//! `status.step`, does that step's work and writes the new status. The task
+//! keeps nothing the status does not hold: killed at any point, the next
+//! task resumes from the status (the engine's checkpoint included), and an
+//! attempt that was under way is settled first (`table::recover`).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+use super::api::{OnlineDDL, OnlineDDLStatus, Strategy};
+use super::columns;
+use super::controller::{READY_TO_COMPLETE, SUCCEEDED};
+use super::cutover::{self, Attempt, Outcome};
+use super::error::DdlError;
+use super::plan::{self, Cutover, Step};
+use super::sql::{self, LockView};
+use super::table::{self, Instant, Recovered};
+use crate::api::Progress;
+use crate::cluster::access;
+use crate::k8s::conditions::{self, Desired, FALSE, TRUE, UNKNOWN};
+use crate::k8s::status::apply_status;
+use crate::movement::apply::Until;
+use crate::movement::{
+    Checkpoint, ColumnMapping, Endpoint, Job, Options, Prepared, Report, Reporter, TableMapping, TableName,
+    TargetTable, schema,
+};
+use crate::mysql::Flavor;
+use crate::operator::context::Context;
+
+/// How often status is written while the engine works.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Pause between sync passes while nothing else is due.
+const IDLE: Duration = Duration::from_millis(500);
+
+/// Runs until the change is terminal, the resource is gone or `stop` fires.
+pub async fn run(ctx: Arc<Context>, obj: OnlineDDL, stop: CancellationToken) {
+    let Some(ns) = obj.namespace() else { return };
+    let mut r = Runner {
+        api: Api::namespaced(ctx.client.clone(), &ns),
+        status: obj.status.clone().unwrap_or_default(),
+        namespace: ns,
+        obj,
+        ctx,
+        stop,
+        engine: None,
+        failures: 0,
+    };
+    loop {
+        if r.stop.is_cancelled() {
+            return;
+        }
+        match r.pass().await {
+            Ok(Flow::Continue) => r.failures = 0,
+            Ok(Flow::Done) => return,
+            Err(e) if e.is_permanent() => {
+                r.fail(&e).await;
+                return;
+            }
+            Err(e) => {
+                r.failures += 1;
+                r.engine = None;
+                let wait = crate::operator::context::backoff_delay(r.failures).min(Duration::from_secs(30));
+                tracing::warn!(onlineddl = %r.obj.name_any(), error = %e, label = e.metric_label(), retry_in = ?wait, "pass failed");
+                r.ctx.metrics.failures.with_label_values(&["OnlineDDL", e.metric_label()]).inc();
+                let step = r.step();
+                let (outcome, reason) = (SUCCEEDED, "Retrying");
+                r.set(&[Desired::new(outcome, UNKNOWN, reason, format!("{}: {e}; retrying", step.as_str()))]);
+                let _ = r.persist().await;
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = r.stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Done,
+}
+
+struct Runner {
+    ctx: Arc<Context>,
+    api: Api<OnlineDDL>,
+    namespace: String,
+    obj: OnlineDDL,
+    status: OnlineDDLStatus,
+    stop: CancellationToken,
+    /// Rebuilt after any error: it holds connections and loaded schemas.
+    engine: Option<Engine>,
+    failures: u32,
+}
+
+struct Engine {
+    prepared: Arc<Prepared>,
+    endpoint: Endpoint,
+    flavor: Flavor,
+    lock_view: LockView,
+}
+
+/// What the engine's callbacks last reported, for the next status write.
+#[derive(Default)]
+struct Latest {
+    checkpoint: Option<Checkpoint>,
+    progress: Option<Progress>,
+}
+
+impl Runner {
+    fn name(&self) -> String {
+        self.obj.name_any()
+    }
+
+    fn step(&self) -> Step {
+        Step::parse(self.status.step.as_deref())
+    }
+
+    fn table(&self) -> TableName {
+        TableName::new(&self.obj.spec.database, &self.obj.spec.table)
+    }
+
+    fn shadow(&self) -> TableName {
+        TableName::new(&self.obj.spec.database, &sql::shadow_name(&self.obj.spec.table))
+    }
+
+    fn set(&mut self, desired: &[Desired]) {
+        let generation = self.obj.meta().generation;
+        self.status.conditions = conditions::merge(&self.status.conditions, desired, generation, &conditions::now());
+        self.status.observed_generation = generation;
+    }
+
+    async fn persist(&mut self) -> Result<(), DdlError> {
+        let generation = self.obj.meta().generation;
+        self.status.observed_generation = generation;
+        apply_status(&self.api, &self.name(), &self.status).await?;
+        Ok(())
+    }
+
+    async fn event(&self, type_: EventType, reason: &str, message: String) {
+        let regarding = self.obj.object_ref(&());
+        self.ctx.events.publish(&regarding, type_, reason, "SchemaChange", message).await;
+    }
+
+    /// Moves to `step`, writes status, and announces it.
+    async fn enter(&mut self, step: Step, message: String) -> Result<(), DdlError> {
+        let changed = self.step() != step;
+        self.status.step = Some(step.as_str().to_string());
+        self.persist().await?;
+        if changed {
+            self.event(EventType::Normal, step.as_str(), message).await;
+        }
+        Ok(())
+    }
+
+    async fn pass(&mut self) -> Result<Flow, DdlError> {
+        // The live spec: postpone, retry and cancel are read on every pass.
+        match self.api.get_opt(&self.name()).await? {
+            Some(o) if o.uid() == self.obj.uid() => self.obj = o,
+            _ => return Ok(Flow::Done),
+        }
+        if self.obj.meta().deletion_timestamp.is_some() || self.obj.spec.cancel {
+            return Ok(Flow::Done);
+        }
+        match self.step() {
+            Step::Pending | Step::Queued => {
+                self.enter(Step::Preparing, "preparing the shadow table".into()).await?;
+                Ok(Flow::Continue)
+            }
+            Step::Preparing => self.prepare().await,
+            Step::Copying => self.copy().await,
+            Step::Verifying => self.verify().await,
+            Step::ReadyToComplete | Step::Postponed | Step::CuttingOver => self.sync_and_cut_over().await,
+            Step::Complete | Step::Cancelled | Step::Failed | Step::Invalid => Ok(Flow::Done),
+        }
+    }
+
+    async fn endpoint(&self) -> Result<Endpoint, DdlError> {
+        Ok(access::primary(&self.ctx.client, &self.namespace, &self.obj.spec.cluster).await?)
+    }
+
+    /// Validate against the server, create and alter the shadow table, and
+    /// take the instant path when it is allowed and possible.
+    async fn prepare(&mut self) -> Result<Flow, DdlError> {
+        let spec = self.obj.spec.clone();
+        let (table, shadow) = (self.table(), self.shadow());
+        let endpoint = self.endpoint().await?;
+        let mut conn = endpoint.connect_raw().await?;
+        if !table::exists(&mut conn, &table).await? {
+            return Err(DdlError::Invalid(format!("table {table} does not exist")));
+        }
+        // Recorded before the shadow exists, so a cancel cleans up only what
+        // this resource created.
+        self.status.shadow_table = Some(shadow.table.clone());
+        self.persist().await?;
+        table::prepare_shadow(&mut conn, &table, &shadow, &spec.alter).await?;
+
+        if spec.strategy != Strategy::Shadow {
+            let lock_wait = Duration::from_secs(spec.cutover.lock_wait_timeout_seconds.max(1) as u64);
+            match table::try_instant(&mut conn, &table, &spec.alter, lock_wait).await? {
+                Instant::Done => {
+                    conn.query_drop_ddl(&shadow).await?;
+                    self.status.shadow_table = None;
+                    self.status.method = Some("instant".into());
+                    self.status.completion_time = Some(conditions::now());
+                    self.set(&[Desired::new(
+                        SUCCEEDED,
+                        TRUE,
+                        "CompletedInstantly",
+                        format!("{table} altered with ALGORITHM=INSTANT"),
+                    )]);
+                    self.enter(Step::Complete, format!("{table} altered with ALGORITHM=INSTANT: {}", spec.alter))
+                        .await?;
+                    return Ok(Flow::Done);
+                }
+                Instant::NotCapable(why) if spec.strategy == Strategy::Instant => {
+                    conn.query_drop_ddl(&shadow).await?;
+                    self.status.shadow_table = None;
+                    return Err(DdlError::Invalid(format!(
+                        "strategy instant, but the change cannot be instant: {why}"
+                    )));
+                }
+                Instant::Busy(why) if spec.strategy == Strategy::Instant => {
+                    return Err(DdlError::Sql {
+                        what: format!("ALTER {table} ALGORITHM=INSTANT waited {} s for the table", lock_wait.as_secs()),
+                        source: mysql_async::Error::Other(why.into()),
+                    });
+                }
+                Instant::NotCapable(why) | Instant::Busy(why) => {
+                    self.event(EventType::Normal, "InstantNotPossible", format!("copying through {shadow}: {why}"))
+                        .await;
+                }
+            }
+        }
+        if let Err(e) = table::check_swappable(&mut conn, &table).await {
+            conn.query_drop_ddl(&shadow).await?;
+            self.status.shadow_table = None;
+            return Err(e);
+        }
+        self.status.method = Some("shadow".into());
+        self.status.checkpoint = None;
+        self.status.checksum = None;
+        let _ = conn.disconnect().await;
+        // The engine's own checks (key, binlog settings) fail the change now,
+        // before any copying.
+        self.engine().await?;
+        self.enter(Step::Copying, format!("copying {table} into {shadow}")).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// The engine for this change, built once per task.
+    async fn engine(&mut self) -> Result<&Engine, DdlError> {
+        if self.engine.is_none() {
+            let endpoint = self.endpoint().await?;
+            let (table, shadow) = (self.table(), self.shadow());
+            let mut conn = endpoint.connect_raw().await?;
+            let flavor = endpoint.flavor(&mut conn).await?;
+            let lock_view = table::lock_view(&mut conn, flavor).await?;
+            let original = schema::load(&mut conn, &endpoint.name, &table).await?;
+            let target = schema::load(&mut conn, &endpoint.name, &shadow).await?;
+            let _ = conn.disconnect().await;
+            let renames = columns::renames(&self.obj.spec.alter).map_err(DdlError::Invalid)?;
+            let names = |s: &schema::TableSchema| s.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+            let (o, t) = (names(&original), names(&target));
+            let o: Vec<&str> = o.iter().map(String::as_str).collect();
+            let t: Vec<&str> = t.iter().map(String::as_str).collect();
+            let pairs = columns::pairs(&o, &t, &renames);
+            let job = Job {
+                source: endpoint.clone(),
+                targets: vec![endpoint.clone()],
+                tables: vec![TableMapping {
+                    source: table.clone(),
+                    targets: vec![TargetTable { endpoint: 0, table: shadow.clone() }],
+                    columns: ColumnMapping::Explicit(pairs),
+                    router: None,
+                }],
+                options: Options {
+                    throttle: self.obj.spec.throttle.clone(),
+                    server_id: server_id(&self.obj.uid().unwrap_or_default()),
+                    ..Options::default()
+                },
+            };
+            let prepared = job.prepare().await?;
+            self.engine = Some(Engine { prepared: Arc::new(prepared), endpoint, flavor, lock_view });
+        }
+        Ok(self.engine.as_ref().expect("engine was just built"))
+    }
+
+    fn checkpoint(&self) -> Result<Checkpoint, DdlError> {
+        match &self.status.checkpoint {
+            None => Ok(Checkpoint::default()),
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| DdlError::Inconsistent(format!("status.checkpoint is unreadable: {e}"))),
+        }
+    }
+
+    fn absorb(&mut self, latest: &Mutex<Latest>) {
+        let mut l = latest.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cp) = l.checkpoint.take() {
+            self.status.checkpoint = serde_json::to_value(&cp).ok();
+        }
+        if let Some(p) = l.progress.take() {
+            self.status.progress = Some(p);
+        }
+    }
+
+    /// Runs an engine phase, writing its checkpoint and progress to status
+    /// every second. `None` when the task was told to stop.
+    async fn drive<T>(
+        &mut self,
+        latest: &Arc<Mutex<Latest>>,
+        work: impl Future<Output = crate::movement::Result<T>>,
+    ) -> Result<Option<T>, DdlError> {
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                r = &mut work => {
+                    self.absorb(latest);
+                    return Ok(Some(r?));
+                }
+                _ = tick.tick() => {
+                    self.absorb(latest);
+                    if let Err(e) = self.persist().await {
+                        tracing::warn!(error = %e, "could not write progress");
+                    }
+                }
+                () = self.stop.cancelled() => {
+                    self.absorb(latest);
+                    let _ = self.persist().await;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    async fn copy(&mut self) -> Result<Flow, DdlError> {
+        let cp = self.checkpoint()?;
+        let prepared = self.engine().await?.prepared.clone();
+        let (latest, reporter) = reporter();
+        let Some(cp) = self.drive(&latest, prepared.copy(cp, &reporter)).await? else { return Ok(Flow::Done) };
+        self.status.checkpoint = serde_json::to_value(&cp).ok();
+        let rows = cp.rows_copied();
+        self.enter(Step::Verifying, format!("{rows} rows copied; catching up and comparing checksums")).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn verify(&mut self) -> Result<Flow, DdlError> {
+        let cp = self.checkpoint()?;
+        let prepared = self.engine().await?.prepared.clone();
+        let (latest, reporter) = reporter();
+        let Some(cp) = self.drive(&latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
+            return Ok(Flow::Done);
+        };
+        let Some((cp, report)) = self.drive(&latest, prepared.verify(cp, &reporter)).await? else {
+            return Ok(Flow::Done);
+        };
+        self.status.checkpoint = serde_json::to_value(&cp).ok();
+        let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
+        let mismatches: Vec<String> = report
+            .tables
+            .iter()
+            .flat_map(|t| t.mismatches.iter())
+            .map(|m| format!("{} (original {} rows, shadow {})", m.range, m.source_rows, m.target_rows))
+            .collect();
+        if !mismatches.is_empty() {
+            self.status.checksum = Some(format!("failed at {}: {}", report.at, mismatches.join("; ")));
+            return Err(DdlError::Inconsistent(format!(
+                "the shadow table differs from the original: {}",
+                mismatches.join("; ")
+            )));
+        }
+        self.status.checksum = Some(format!("passed: {rows} rows equal at {}", report.at));
+        self.set(&[Desired::new(
+            READY_TO_COMPLETE,
+            TRUE,
+            "InSync",
+            format!("checksum passed over {rows} rows; applying changes"),
+        )]);
+        self.enter(Step::ReadyToComplete, format!("checksum passed over {rows} rows; ready to cut over")).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn sync_and_cut_over(&mut self) -> Result<Flow, DdlError> {
+        if let Some(sentry) = self.status.cutover.as_ref().and_then(|c| c.in_flight.clone()) {
+            return self.settle(&sentry).await;
+        }
+        let cp = self.checkpoint()?;
+        let prepared = self.engine().await?.prepared.clone();
+        let (latest, reporter) = reporter();
+        let started = tokio::time::Instant::now();
+        let Some(cp) = self.drive(&latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
+            return Ok(Flow::Done);
+        };
+        // Everything committed when the pass began is applied: the apply
+        // trails by at most the pass's duration.
+        let lag = started.elapsed();
+        self.status.checkpoint = serde_json::to_value(&cp).ok();
+        if let Some(p) = self.status.progress.as_mut() {
+            p.lag_seconds = Some(lag.as_secs() as i64);
+        }
+        let spec = self.obj.spec.clone();
+        let record = plan::rearmed(&spec.cutover, &self.status.cutover.clone().unwrap_or_default());
+        let rearm = self.status.cutover.as_ref().is_some_and(|c| c.retry != record.retry);
+        self.status.cutover = Some(record.clone());
+        if rearm {
+            self.event(
+                EventType::Normal,
+                "CutoverRearmed",
+                format!("spec.cutover.retry is {}: {} fresh attempts", spec.cutover.retry, spec.cutover.max_attempts),
+            )
+            .await;
+        }
+        let now = jiff::Timestamp::now();
+        match plan::cutover(&spec, &record, lag, now) {
+            Cutover::Postponed => {
+                self.set(&[Desired::new(
+                    READY_TO_COMPLETE,
+                    TRUE,
+                    "Postponed",
+                    "in sync; spec.postponeCompletion holds the cut-over",
+                )]);
+                self.enter(
+                    Step::Postponed,
+                    "cut-over postponed by spec.postponeCompletion; changes keep applying".into(),
+                )
+                .await?;
+                self.idle(IDLE).await;
+            }
+            Cutover::Exhausted => {
+                let last = record.last_error.clone().unwrap_or_default();
+                let message = format!(
+                    "{} cut-over attempts failed; last: {last}. Change spec.cutover.retry (e.g. to {}) to re-arm",
+                    record.attempts,
+                    spec.cutover.retry + 1
+                );
+                let news = conditions::find(&self.status.conditions, READY_TO_COMPLETE)
+                    .is_none_or(|c| c.reason != "CutoverAttemptsExhausted");
+                self.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "CutoverAttemptsExhausted", message.clone())]);
+                self.status.step = Some(Step::ReadyToComplete.as_str().into());
+                self.persist().await?;
+                if news {
+                    self.event(EventType::Warning, "CutoverAttemptsExhausted", message).await;
+                }
+                self.idle(IDLE).await;
+            }
+            Cutover::LagTooHigh { lag } => {
+                self.set(&[Desired::new(
+                    READY_TO_COMPLETE,
+                    FALSE,
+                    "LagTooHigh",
+                    format!("the change apply trails by {} s (max {} s)", lag.as_secs(), spec.cutover.max_lag_seconds),
+                )]);
+                self.enter(Step::ReadyToComplete, "catching up".into()).await?;
+            }
+            Cutover::Wait { until } => {
+                self.set(&[Desired::new(
+                    READY_TO_COMPLETE,
+                    TRUE,
+                    "BackingOff",
+                    format!("next cut-over attempt at {until}"),
+                )]);
+                self.enter(Step::ReadyToComplete, "backing off".into()).await?;
+                let left = until.duration_since(now).unsigned_abs();
+                self.idle(left.min(IDLE)).await;
+            }
+            Cutover::Attempt => return self.attempt(cp).await,
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn idle(&self, d: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(d) => {}
+            () = self.stop.cancelled() => {}
+        }
+    }
+
+    async fn attempt(&mut self, cp: Checkpoint) -> Result<Flow, DdlError> {
+        let spec = self.obj.spec.clone();
+        let sentry_name = sql::sentry_name(&spec.table, jiff::Timestamp::now().as_second());
+        let sentry = TableName::new(&spec.database, &sentry_name);
+        let mut record = self.status.cutover.clone().unwrap_or_default();
+        record.attempts += 1;
+        record.in_flight = Some(sentry_name.clone());
+        let n = record.attempts;
+        self.status.cutover = Some(record);
+        self.set(&[Desired::new(
+            READY_TO_COMPLETE,
+            TRUE,
+            "CuttingOver",
+            format!("attempt {n} of {}", spec.cutover.max_attempts),
+        )]);
+        // The attempt is on record before any lock is taken.
+        self.enter(Step::CuttingOver, format!("cut-over attempt {n} of {}", spec.cutover.max_attempts)).await?;
+
+        let (table, shadow) = (self.table(), self.shadow());
+        let engine = self.engine().await?;
+        let (endpoint, flavor, lock_view, prepared) =
+            (engine.endpoint.clone(), engine.flavor, engine.lock_view, engine.prepared.clone());
+        let a = Attempt {
+            endpoint: &endpoint,
+            flavor,
+            lock_view,
+            table: &table,
+            shadow: &shadow,
+            sentry: &sentry,
+            lock_wait: Duration::from_secs(spec.cutover.lock_wait_timeout_seconds.max(1) as u64),
+        };
+        let (_latest, reporter) = reporter();
+        match cutover::attempt(&a, &prepared, cp, &reporter).await? {
+            Outcome::Swapped { stall, checkpoint } => {
+                self.status.checkpoint = serde_json::to_value(&checkpoint).ok();
+                self.completed(&sentry_name, Some(stall)).await?;
+                Ok(Flow::Done)
+            }
+            Outcome::Failed { reason, stall, checkpoint } => {
+                self.status.checkpoint = serde_json::to_value(&checkpoint).ok();
+                self.failed_attempt(reason, stall).await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    async fn failed_attempt(&mut self, reason: String, stall: Option<Duration>) -> Result<(), DdlError> {
+        let spec = self.obj.spec.clone();
+        let mut record = self.status.cutover.clone().unwrap_or_default();
+        record.in_flight = None;
+        record.last_error = Some(reason.clone());
+        let wait = plan::backoff(&spec.cutover, record.attempts);
+        record.next_attempt_time = Some(Time(jiff::Timestamp::now() + wait));
+        if let Some(s) = stall {
+            record.write_stall_millis = Some(record.write_stall_millis.unwrap_or(0).max(s.as_millis() as i64));
+        }
+        let n = record.attempts;
+        self.status.cutover = Some(record);
+        self.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "CutoverFailed", format!("attempt {n} failed: {reason}"))]);
+        self.status.step = Some(Step::ReadyToComplete.as_str().into());
+        self.persist().await?;
+        self.event(
+            EventType::Warning,
+            "CutoverFailed",
+            format!("attempt {n} of {} failed, the table serves as before: {reason}", spec.cutover.max_attempts),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Finishes an attempt a stopped task left under way.
+    async fn settle(&mut self, sentry_name: &str) -> Result<Flow, DdlError> {
+        let endpoint = self.endpoint().await?;
+        let mut conn = endpoint.connect_raw().await?;
+        let sentry = TableName::new(&self.obj.spec.database, sentry_name);
+        let outcome = table::recover(&mut conn, &self.table(), &self.shadow(), &sentry).await?;
+        let _ = conn.disconnect().await;
+        match outcome {
+            Recovered::Swapped => {
+                self.completed(sentry_name, None).await?;
+                Ok(Flow::Done)
+            }
+            Recovered::RolledBack => {
+                self.failed_attempt("interrupted (operator restarted); the table serves as before".into(), None)
+                    .await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    async fn completed(&mut self, swapped: &str, stall: Option<Duration>) -> Result<(), DdlError> {
+        let old = sql::old_name_of_sentry(&self.obj.spec.table, swapped)
+            .ok_or_else(|| DdlError::Inconsistent(format!("{swapped} is not a sentry name of {}", self.table())))?;
+        let endpoint = self.endpoint().await?;
+        let mut conn = endpoint.connect_raw().await?;
+        let db = &self.obj.spec.database;
+        table::retire_original(&mut conn, &TableName::new(db, swapped), &TableName::new(db, &old)).await?;
+        let _ = conn.disconnect().await;
+        let old = old.as_str();
+        let mut record = self.status.cutover.clone().unwrap_or_default();
+        record.in_flight = None;
+        record.next_attempt_time = None;
+        if let Some(s) = stall {
+            record.write_stall_millis = Some(s.as_millis() as i64);
+        }
+        self.status.cutover = Some(record);
+        self.status.old_table = Some(old.to_string());
+        self.status.shadow_table = None;
+        self.status.checkpoint = None;
+        self.status.completion_time = Some(conditions::now());
+        let stall_note = stall.map(|s| format!("; writers stalled {} ms", s.as_millis())).unwrap_or_default();
+        let message = format!(
+            "{} swapped in{stall_note}; the original is kept as {old} for {} s",
+            self.table(),
+            self.obj.spec.retain_old_table_seconds
+        );
+        self.set(&[
+            Desired::new(SUCCEEDED, TRUE, "Completed", message.clone()),
+            Desired::new(READY_TO_COMPLETE, FALSE, "Completed", "the cut-over is done"),
+        ]);
+        self.enter(Step::Complete, message).await
+    }
+
+    /// A permanent error: the original stays as it is, the shadow goes.
+    async fn fail(&mut self, e: &DdlError) {
+        let invalid = matches!(e, DdlError::Invalid(_));
+        let reason = if invalid { conditions::REASON_INVALID_SPEC } else { "Failed" };
+        if self.status.shadow_table.is_some()
+            && let Ok(endpoint) = self.endpoint().await
+            && let Ok(mut conn) = endpoint.connect_raw().await
+            && conn.query_drop_ddl(&self.shadow()).await.is_ok()
+        {
+            self.status.shadow_table = None;
+        }
+        self.status.checkpoint = None;
+        self.set(&[
+            Desired::new(SUCCEEDED, FALSE, reason, format!("{e}; {} is untouched", self.table())),
+            Desired::new(READY_TO_COMPLETE, FALSE, reason, "the change failed"),
+        ]);
+        self.status.step = Some(Step::Failed.as_str().into());
+        if let Err(pe) = self.persist().await {
+            tracing::warn!(error = %pe, "could not record the failure");
+        }
+        self.event(EventType::Warning, reason, format!("{e}")).await;
+    }
+}
+
+fn reporter() -> (Arc<Mutex<Latest>>, Reporter) {
+    let latest = Arc::new(Mutex::new(Latest::default()));
+    let l = latest.clone();
+    let reporter: Reporter = Arc::new(move |r| {
+        let mut l = l.lock().unwrap_or_else(|p| p.into_inner());
+        match r {
+            Report::Checkpoint(cp) => l.checkpoint = Some(cp),
+            Report::Progress(p) => l.progress = Some(p),
+        }
+    });
+    (latest, reporter)
+}
+
+/// The binary log reader's server_id: stable per resource (a restarted task
+/// replaces its predecessor's stream) and far from the clusters' own ids.
+pub fn server_id(uid: &str) -> u32 {
+    // FNV-1a: stable across releases, unlike the std hasher.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in uid.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    1_000_000_000 + h % 1_000_000_000
+}
+
+/// `DROP TABLE IF EXISTS`, as a method so the cleanup paths read plainly.
+trait DropTable {
+    async fn query_drop_ddl(&mut self, table: &TableName) -> Result<(), DdlError>;
+}
+
+impl DropTable for mysql_async::Conn {
+    async fn query_drop_ddl(&mut self, table: &TableName) -> Result<(), DdlError> {
+        use super::error::Doing;
+        use mysql_async::prelude::Queryable;
+        self.query_drop(sql::drop_table(table)).await.doing(|| format!("dropping {table}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_ids_are_stable_and_out_of_the_clusters_range() {
+        let a = server_id("4b0f6c1e-0000-4000-8000-000000000001");
+        assert_eq!(a, server_id("4b0f6c1e-0000-4000-8000-000000000001"));
+        assert_ne!(a, server_id("4b0f6c1e-0000-4000-8000-000000000002"));
+        assert!((1_000_000_000..2_000_000_000).contains(&a));
+    }
+}

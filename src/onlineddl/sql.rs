@@ -1,0 +1,295 @@
+//! Statement text of a schema change. Pure, so the MySQL spellings that the
+//! local MariaDB cannot run are still unit-tested.
+
+use crate::movement::TableName;
+use crate::mysql::Flavor;
+use crate::mysql::sql::quote;
+
+/// The comment that marks a cut-over sentry table. Only a table carrying it
+/// is ever dropped as a sentry: the name alone could belong to a user.
+pub const SENTRY_COMMENT: &str = "switchyard cut-over sentry";
+
+/// Marks the operator's own cut-over statements in the process list, so a
+/// restarted operator can find and stop a RENAME its predecessor left waiting.
+pub const RENAME_MARK: &str = "/* switchyard cut-over */";
+
+/// `_<table>_new`.
+pub fn shadow_name(table: &str) -> String {
+    format!("_{table}_new")
+}
+
+/// `_<table>_old_<unix-seconds>`: the name the original keeps after the
+/// cut-over, until `retainOldTableSeconds` have passed.
+pub fn old_name(table: &str, unix_seconds: i64) -> String {
+    format!("_{table}_old_{unix_seconds}")
+}
+
+/// `<table>_old_<unix-seconds>`: the sentry of an attempt, and the name the
+/// swap gives the original. It must sort after `<table>`: servers take a
+/// RENAME's metadata locks in name order, so the RENAME then queues on the
+/// table itself (which the lock connection holds) before it ever waits for
+/// the sentry. Were the sentry first, the RENAME would wait on it, and at the
+/// unlock a writer already queued on the table could slip in before the
+/// RENAME asks for it: a write to the old table after the change apply
+/// stopped, that is, a lost write. (gh-ost's `_t_del` sorts first; see
+/// gh-ost issue #653.) A name that extends `<table>` sorts after it.
+pub fn sentry_name(table: &str, unix_seconds: i64) -> String {
+    format!("{table}_old_{unix_seconds}")
+}
+
+/// The old-table name that goes with a sentry name.
+pub fn old_name_of_sentry(table: &str, sentry: &str) -> Option<String> {
+    let ts: i64 = sentry.strip_prefix(table)?.strip_prefix("_old_")?.parse().ok()?;
+    Some(old_name(table, ts))
+}
+
+pub fn rename(from: &TableName, to: &TableName) -> String {
+    format!("RENAME TABLE {} TO {}", from.sql(), to.sql())
+}
+
+pub fn create_shadow(table: &TableName, shadow: &TableName) -> String {
+    format!("CREATE TABLE {} LIKE {}", shadow.sql(), table.sql())
+}
+
+pub fn alter(table: &TableName, clause: &str) -> String {
+    format!("ALTER TABLE {} {}", table.sql(), clause.trim())
+}
+
+/// The instant attempt on the original. The server refuses with error 1846
+/// (or 1845) when the change cannot be instant, and changes nothing.
+pub fn alter_instant(table: &TableName, clause: &str) -> String {
+    format!("ALTER TABLE {} {}, ALGORITHM=INSTANT", table.sql(), clause.trim())
+}
+
+/// Not instant-capable: ER_ALTER_OPERATION_NOT_SUPPORTED(_REASON).
+pub fn is_not_instant(code: u16) -> bool {
+    matches!(code, 1845 | 1846)
+}
+
+/// A lock wait timed out (ER_LOCK_WAIT_TIMEOUT), for metadata and row locks alike.
+pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
+
+pub fn create_sentry(sentry: &TableName) -> String {
+    format!("CREATE TABLE {} (id INT PRIMARY KEY) ENGINE=InnoDB COMMENT={}", sentry.sql(), quote(SENTRY_COMMENT))
+}
+
+pub fn lock(table: &TableName, sentry: &TableName) -> String {
+    format!("LOCK TABLES {} WRITE, {} WRITE", table.sql(), sentry.sql())
+}
+
+/// The swap. It names the sentry as the original's new name, so it fails
+/// (the name is taken) for as long as the sentry exists: only the lock
+/// holder, by dropping the sentry, lets it succeed.
+pub fn swap(table: &TableName, shadow: &TableName, sentry: &TableName) -> String {
+    format!("RENAME TABLE {} TO {}, {} TO {} {RENAME_MARK}", table.sql(), sentry.sql(), shadow.sql(), table.sql())
+}
+
+pub fn drop_table(table: &TableName) -> String {
+    format!("DROP TABLE IF EXISTS {}", table.sql())
+}
+
+/// `[table comment]` of one table, or no row when it does not exist.
+pub fn table_comment(table: &TableName) -> String {
+    format!(
+        "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
+        quote(&table.schema),
+        quote(&table.table)
+    )
+}
+
+/// Foreign keys that point at the table: a shadow swap would leave them
+/// pointing at the renamed original.
+pub fn referencing_foreign_keys(table: &TableName) -> String {
+    format!(
+        "SELECT CONCAT(CONSTRAINT_SCHEMA, '.', TABLE_NAME, ' (', CONSTRAINT_NAME, ')') \
+         FROM information_schema.REFERENTIAL_CONSTRAINTS \
+         WHERE REFERENCED_TABLE_NAME = {} AND UNIQUE_CONSTRAINT_SCHEMA = {}",
+        quote(&table.table),
+        quote(&table.schema)
+    )
+}
+
+/// Triggers on the table: they would follow the original to its old name.
+pub fn triggers(table: &TableName) -> String {
+    format!(
+        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
+         WHERE EVENT_OBJECT_SCHEMA = {} AND EVENT_OBJECT_TABLE = {}",
+        quote(&table.schema),
+        quote(&table.table)
+    )
+}
+
+/// Sessions still running a cut-over RENAME of `sentry` (left by a stopped
+/// operator): `[id]`.
+pub fn leftover_swaps(sentry: &TableName) -> String {
+    format!(
+        "SELECT ID FROM information_schema.PROCESSLIST \
+         WHERE ID <> CONNECTION_ID() AND INFO LIKE {} AND INFO LIKE {}",
+        quote(&format!("%{RENAME_MARK}%")),
+        quote(&format!("%{}%", like_escape(&sentry.table)))
+    )
+}
+
+/// `[state]` of one session.
+pub fn session_state(id: u64) -> String {
+    format!("SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = {id}")
+}
+
+/// Escapes `%` and `_` (and the escape character) for LIKE.
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// How blockers of the table's metadata lock are found. MySQL instruments
+/// metadata locks in performance_schema by default; MariaDB needs the
+/// `metadata_lock_info` plugin (Switchyard's clusters load it). Without
+/// either, transactions open longer than a second are reported instead:
+/// any of them may hold the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockView {
+    PerformanceSchema,
+    MetadataLockInfo,
+    OpenTransactions,
+}
+
+/// Whether the MariaDB plugin is loaded: a row when it is.
+pub const HAS_METADATA_LOCK_INFO: &str = "SELECT 1 FROM information_schema.PLUGINS \
+     WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO' AND PLUGIN_STATUS = 'ACTIVE'";
+
+pub fn lock_view(flavor: Flavor, has_metadata_lock_info: bool) -> LockView {
+    match flavor {
+        Flavor::MySql { .. } => LockView::PerformanceSchema,
+        Flavor::MariaDb { .. } if has_metadata_lock_info => LockView::MetadataLockInfo,
+        Flavor::MariaDb { .. } => LockView::OpenTransactions,
+    }
+}
+
+/// Sessions that hold the table and would make a cut-over lock wait:
+/// `[id, user, host, command, seconds, query, what]`. A session holds a
+/// metadata lock on the table for as long as its transaction (or its LOCK
+/// TABLES) lasts, so one that is idle ("Sleep") or busy for a second or
+/// more will block the lock; short autocommit statements are not reported.
+pub fn blockers(view: LockView, table: &TableName) -> String {
+    let (schema, name) = (quote(&table.schema), quote(&table.table));
+    let busy = "(p.COMMAND = 'Sleep' OR p.TIME >= 1)";
+    match view {
+        LockView::MetadataLockInfo => format!(
+            "SELECT p.ID, p.USER, p.HOST, p.COMMAND, p.TIME, COALESCE(p.INFO, ''), \
+             GROUP_CONCAT(DISTINCT m.LOCK_MODE) \
+             FROM information_schema.METADATA_LOCK_INFO m \
+             JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID \
+             WHERE m.TABLE_SCHEMA = {schema} AND m.TABLE_NAME = {name} \
+             AND p.ID <> CONNECTION_ID() AND {busy} \
+             GROUP BY p.ID, p.USER, p.HOST, p.COMMAND, p.TIME, p.INFO ORDER BY p.TIME DESC"
+        ),
+        LockView::PerformanceSchema => format!(
+            "SELECT p.ID, p.USER, p.HOST, p.COMMAND, p.TIME, COALESCE(p.INFO, ''), \
+             GROUP_CONCAT(DISTINCT m.LOCK_TYPE) \
+             FROM performance_schema.metadata_locks m \
+             JOIN performance_schema.threads t ON t.THREAD_ID = m.OWNER_THREAD_ID \
+             JOIN information_schema.PROCESSLIST p ON p.ID = t.PROCESSLIST_ID \
+             WHERE m.OBJECT_TYPE = 'TABLE' AND m.OBJECT_SCHEMA = {schema} AND m.OBJECT_NAME = {name} \
+             AND m.LOCK_STATUS = 'GRANTED' AND p.ID <> CONNECTION_ID() AND {busy} \
+             GROUP BY p.ID, p.USER, p.HOST, p.COMMAND, p.TIME, p.INFO ORDER BY p.TIME DESC"
+        ),
+        LockView::OpenTransactions => "SELECT p.ID, p.USER, p.HOST, p.COMMAND, \
+             TIMESTAMPDIFF(SECOND, x.trx_started, NOW()), COALESCE(p.INFO, ''), 'open transaction' \
+             FROM information_schema.INNODB_TRX x \
+             JOIN information_schema.PROCESSLIST p ON p.ID = x.trx_mysql_thread_id \
+             WHERE p.ID <> CONNECTION_ID() AND x.trx_started < NOW() - INTERVAL 1 SECOND \
+             ORDER BY x.trx_started"
+            .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(name: &str) -> TableName {
+        TableName::new("shop", name)
+    }
+
+    #[test]
+    fn names_fit_the_table_name_limit() {
+        let table = "t".repeat(crate::onlineddl::validate::MAX_TABLE_LEN);
+        assert_eq!(old_name(&table, 9_999_999_999).len(), 64);
+        assert!(sentry_name(&table, 9_999_999_999).len() <= 64);
+        assert_eq!(shadow_name("orders"), "_orders_new");
+    }
+
+    /// Metadata lock keys compare as `db\0name\0` bytes.
+    fn mdl_key(name: &str) -> Vec<u8> {
+        let mut k = b"shop\0".to_vec();
+        k.extend_from_slice(name.as_bytes());
+        k.push(0);
+        k
+    }
+
+    #[test]
+    fn the_old_name_follows_from_the_sentry() {
+        assert_eq!(old_name_of_sentry("orders", "orders_old_17").as_deref(), Some("_orders_old_17"));
+        assert_eq!(old_name_of_sentry("orders", "_orders_old_17"), None);
+        assert_eq!(old_name_of_sentry("orders", "orders_old_x"), None);
+    }
+
+    #[test]
+    fn the_swap_queues_on_the_table_before_the_sentry() {
+        for table in ["orders", "a", "zzz", "t_old_1", "Orders"] {
+            // Where the shadow sorts does not matter: nobody else locks it.
+            assert!(mdl_key(table) < mdl_key(&sentry_name(table, 17)), "{table}: the sentry must sort after the table");
+        }
+    }
+
+    #[test]
+    fn the_swap_renames_the_original_onto_the_sentry_name() {
+        let s = swap(&t("orders"), &t("_orders_new"), &t("orders_old_17"));
+        assert!(
+            s.starts_with(
+                "RENAME TABLE `shop`.`orders` TO `shop`.`orders_old_17`, `shop`.`_orders_new` TO `shop`.`orders`"
+            ),
+            "{s}"
+        );
+        assert!(s.ends_with(RENAME_MARK));
+        assert_eq!(
+            lock(&t("orders"), &t("orders_old_17")),
+            "LOCK TABLES `shop`.`orders` WRITE, `shop`.`orders_old_17` WRITE"
+        );
+    }
+
+    #[test]
+    fn leftover_swaps_match_literally() {
+        let q = leftover_swaps(&t("_a_b_old_1"));
+        assert!(q.contains(r"'%\\_a\\_b\\_old\\_1%'"), "{q}");
+        assert!(q.contains("'%/* switchyard cut-over */%'"), "{q}");
+    }
+
+    #[test]
+    fn instant_alter_and_its_refusal_codes() {
+        assert_eq!(alter_instant(&t("o"), " ADD c INT "), "ALTER TABLE `shop`.`o` ADD c INT, ALGORITHM=INSTANT");
+        assert!(is_not_instant(1846) && is_not_instant(1845) && !is_not_instant(1064));
+    }
+
+    #[test]
+    fn blockers_per_flavor() {
+        let maria = Flavor::MariaDb { major: 10, minor: 11 };
+        let mysql = Flavor::MySql { major: 8, minor: 0 };
+        assert_eq!(lock_view(mysql, false), LockView::PerformanceSchema);
+        assert_eq!(lock_view(maria, true), LockView::MetadataLockInfo);
+        assert_eq!(lock_view(maria, false), LockView::OpenTransactions);
+        let q = blockers(LockView::PerformanceSchema, &t("orders"));
+        assert!(q.contains("performance_schema.metadata_locks") && q.contains("OBJECT_NAME = 'orders'"), "{q}");
+        assert!(q.contains("LOCK_STATUS = 'GRANTED'"));
+        let q = blockers(LockView::MetadataLockInfo, &t("orders"));
+        assert!(q.contains("METADATA_LOCK_INFO") && q.contains("TABLE_SCHEMA = 'shop'"), "{q}");
+        assert!(blockers(LockView::OpenTransactions, &t("orders")).contains("INNODB_TRX"));
+    }
+
+    #[test]
+    fn sentry_is_marked() {
+        assert_eq!(
+            create_sentry(&t("_o_old_1")),
+            "CREATE TABLE `shop`.`_o_old_1` (id INT PRIMARY KEY) ENGINE=InnoDB COMMENT='switchyard cut-over sentry'"
+        );
+    }
+}

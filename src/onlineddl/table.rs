@@ -1,0 +1,277 @@
+//! What a schema change does to tables, outside the cut-over: checks,
+//! the shadow table, the instant path, blockers, cleanup and recovery.
+//! Every function is safe to repeat.
+
+use std::time::Duration;
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::error::{DdlError, Doing};
+use super::sql::{self, LockView};
+use crate::movement::TableName;
+use crate::mysql::Flavor;
+
+pub async fn exists(conn: &mut Conn, table: &TableName) -> Result<bool, DdlError> {
+    let row: Option<String> =
+        conn.query_first(sql::table_comment(table)).await.doing(|| format!("looking up {table}"))?;
+    Ok(row.is_some())
+}
+
+/// Refuses tables a swap would break: foreign keys pointing at them would
+/// follow the original to its old name, and so would triggers.
+pub async fn check_swappable(conn: &mut Conn, table: &TableName) -> Result<(), DdlError> {
+    let fks: Vec<String> =
+        conn.query(sql::referencing_foreign_keys(table)).await.doing(|| format!("reading foreign keys of {table}"))?;
+    if !fks.is_empty() {
+        return Err(DdlError::Invalid(format!(
+            "{table} is referenced by foreign keys ({}); a shadow-table swap would leave them pointing at the old table",
+            fks.join(", ")
+        )));
+    }
+    let triggers: Vec<String> =
+        conn.query(sql::triggers(table)).await.doing(|| format!("reading triggers of {table}"))?;
+    if !triggers.is_empty() {
+        return Err(DdlError::Invalid(format!(
+            "{table} has triggers ({}); they would stay on the old table after the swap",
+            triggers.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Creates the shadow table and applies the clause to it. A clause the
+/// server refuses is `Invalid` with the server's message, and the shadow is
+/// dropped again: the original is never touched. A shadow left by an earlier
+/// pass is empty (the copy had not started), so it is recreated.
+pub async fn prepare_shadow(
+    conn: &mut Conn,
+    table: &TableName,
+    shadow: &TableName,
+    clause: &str,
+) -> Result<(), DdlError> {
+    conn.query_drop(sql::drop_table(shadow)).await.doing(|| format!("dropping {shadow}"))?;
+    conn.query_drop(sql::create_shadow(table, shadow)).await.doing(|| format!("creating {shadow}"))?;
+    if let Err(e) = conn.query_drop(sql::alter(shadow, clause)).await {
+        let _ = conn.query_drop(sql::drop_table(shadow)).await;
+        return Err(match e {
+            mysql_async::Error::Server(s) => {
+                DdlError::Invalid(format!("the server refused the ALTER (error {}): {}", s.code, s.message))
+            }
+            other => DdlError::Sql { what: format!("altering {shadow}"), source: other },
+        });
+    }
+    Ok(())
+}
+
+/// Outcome of trying ALGORITHM=INSTANT on the original.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Instant {
+    Done,
+    /// The server cannot make this change instantly (its message).
+    NotCapable(String),
+    /// The table's metadata lock was not free within the wait.
+    Busy(String),
+}
+
+/// The instant ALTER is bounded by `lock_wait`: waiting longer on a busy
+/// table would queue every writer behind it.
+pub async fn try_instant(
+    conn: &mut Conn,
+    table: &TableName,
+    clause: &str,
+    lock_wait: Duration,
+) -> Result<Instant, DdlError> {
+    conn.query_drop(format!("SET SESSION lock_wait_timeout = {}", lock_wait.as_secs().max(1)))
+        .await
+        .doing(|| "setting lock_wait_timeout".into())?;
+    match conn.query_drop(sql::alter_instant(table, clause)).await {
+        Ok(()) => Ok(Instant::Done),
+        Err(mysql_async::Error::Server(s)) if sql::is_not_instant(s.code) => Ok(Instant::NotCapable(s.message)),
+        Err(mysql_async::Error::Server(s)) if s.code == sql::LOCK_WAIT_TIMEOUT => Ok(Instant::Busy(s.message)),
+        Err(e) => Err(DdlError::Sql { what: format!("ALTER {table} ALGORITHM=INSTANT"), source: e }),
+    }
+}
+
+/// A session that would make the cut-over lock wait.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocker {
+    pub id: u64,
+    pub user: String,
+    pub host: String,
+    pub command: String,
+    pub seconds: i64,
+    pub query: String,
+    pub holds: String,
+}
+
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let doing = if self.command == "Sleep" || self.query.is_empty() {
+            "idle, holding the table".to_string()
+        } else {
+            format!("running {:?}", truncate(&self.query, 200))
+        };
+        write!(
+            f,
+            "connection {} ({}@{}) for {} s, {doing} [{}]",
+            self.id, self.user, self.host, self.seconds, self.holds
+        )
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+pub async fn lock_view(conn: &mut Conn, flavor: Flavor) -> Result<LockView, DdlError> {
+    let has: Option<i64> = match flavor {
+        Flavor::MariaDb { .. } => {
+            conn.query_first(sql::HAS_METADATA_LOCK_INFO).await.doing(|| "looking for metadata_lock_info".into())?
+        }
+        Flavor::MySql { .. } => None,
+    };
+    Ok(sql::lock_view(flavor, has.is_some()))
+}
+
+pub async fn blockers(conn: &mut Conn, view: LockView, table: &TableName) -> Result<Vec<Blocker>, DdlError> {
+    type Row = (u64, Option<String>, Option<String>, Option<String>, Option<i64>, Option<String>, Option<String>);
+    let rows: Vec<Row> =
+        conn.query(sql::blockers(view, table)).await.doing(|| format!("finding blockers of {table}"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, user, host, command, seconds, query, holds)| Blocker {
+            id,
+            user: user.unwrap_or_default(),
+            host: host.unwrap_or_default(),
+            command: command.unwrap_or_default(),
+            seconds: seconds.unwrap_or_default(),
+            query: query.unwrap_or_default(),
+            holds: holds.unwrap_or_default(),
+        })
+        .collect())
+}
+
+pub fn describe(blockers: &[Blocker]) -> String {
+    blockers.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// Drops `sentry` only if it is one (by its comment). True if it existed.
+pub async fn drop_sentry(conn: &mut Conn, sentry: &TableName) -> Result<bool, DdlError> {
+    let comment: Option<String> =
+        conn.query_first(sql::table_comment(sentry)).await.doing(|| format!("looking up {sentry}"))?;
+    match comment {
+        Some(c) if c == sql::SENTRY_COMMENT => {
+            conn.query_drop(sql::drop_table(sentry)).await.doing(|| format!("dropping sentry {sentry}"))?;
+            Ok(true)
+        }
+        Some(_) => {
+            Err(DdlError::Inconsistent(format!("{sentry} exists and is not a cut-over sentry; refusing to drop it")))
+        }
+        None => Ok(false),
+    }
+}
+
+/// How an interrupted cut-over attempt ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recovered {
+    /// The swap happened: the original now carries the sentry's name.
+    Swapped,
+    /// It did not: the original serves as before, the sentry is gone.
+    RolledBack,
+}
+
+/// Settles an attempt whose operator stopped mid-way. Its lock died with
+/// its connection; a RENAME it left waiting is killed first, so what the
+/// tables say afterwards is final. The two-table RENAME is atomic, so the
+/// shadow's existence tells which way it went.
+pub async fn recover(
+    conn: &mut Conn,
+    table: &TableName,
+    shadow: &TableName,
+    sentry: &TableName,
+) -> Result<Recovered, DdlError> {
+    for _ in 0..50 {
+        let ids: Vec<u64> = conn.query(sql::leftover_swaps(sentry)).await.doing(|| "listing leftover swaps".into())?;
+        if ids.is_empty() {
+            break;
+        }
+        for id in ids {
+            // Gone already is fine.
+            let _ = conn.query_drop(format!("KILL {id}")).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shadow_exists = exists(conn, shadow).await?;
+    let sentry_exists = exists(conn, sentry).await?;
+    let table_exists = exists(conn, table).await?;
+    match (shadow_exists, sentry_exists, table_exists) {
+        (false, true, true) => {
+            // The sentry name holds a real table: the original.
+            let comment: Option<String> = conn.query_first(sql::table_comment(sentry)).await.doing(|| "".into())?;
+            if comment.as_deref() == Some(sql::SENTRY_COMMENT) {
+                return Err(DdlError::Inconsistent(format!(
+                    "the shadow table {shadow} is gone but {sentry} is still a sentry; was the shadow dropped by hand?"
+                )));
+            }
+            Ok(Recovered::Swapped)
+        }
+        (true, _, true) => {
+            drop_sentry(conn, sentry).await?;
+            Ok(Recovered::RolledBack)
+        }
+        (s, o, t) => Err(DdlError::Inconsistent(format!(
+            "unexpected tables after an interrupted cut-over: {shadow} {}, {sentry} {}, {table} {}",
+            present(s),
+            present(o),
+            present(t)
+        ))),
+    }
+}
+
+/// Gives the original, which the swap left under the sentry's name, its
+/// old-table name. Repeatable: done already is fine.
+pub async fn retire_original(conn: &mut Conn, swapped: &TableName, old: &TableName) -> Result<(), DdlError> {
+    let comment: Option<String> =
+        conn.query_first(sql::table_comment(swapped)).await.doing(|| format!("looking up {swapped}"))?;
+    match comment {
+        Some(c) if c == sql::SENTRY_COMMENT => Err(DdlError::Inconsistent(format!(
+            "{swapped} is still a sentry, not the original; the swap did not happen"
+        ))),
+        Some(_) => conn.query_drop(sql::rename(swapped, old)).await.doing(|| format!("renaming {swapped} to {old}")),
+        None if exists(conn, old).await? => Ok(()),
+        None => Err(DdlError::Inconsistent(format!("neither {swapped} nor {old} exists after the swap"))),
+    }
+}
+
+fn present(b: bool) -> &'static str {
+    if b { "exists" } else { "missing" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blockers_read_like_a_dba_would_write_them() {
+        let b = Blocker {
+            id: 42,
+            user: "app".into(),
+            host: "10.0.0.5:5555".into(),
+            command: "Sleep".into(),
+            seconds: 37,
+            query: String::new(),
+            holds: "MDL_SHARED_WRITE".into(),
+        };
+        assert_eq!(
+            b.to_string(),
+            "connection 42 (app@10.0.0.5:5555) for 37 s, idle, holding the table [MDL_SHARED_WRITE]"
+        );
+        let busy = Blocker { command: "Query".into(), query: "SELECT SLEEP(100)".into(), ..b.clone() };
+        assert!(busy.to_string().contains("running \"SELECT SLEEP(100)\""));
+        assert_eq!(describe(&[b.clone(), b]).matches("connection 42").count(), 2);
+    }
+}
