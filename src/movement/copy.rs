@@ -2,6 +2,14 @@
 //! in chunks; several writers put the chunks on the targets. A table's
 //! checkpoint advances only over chunks that are written together with every
 //! chunk before them, so a restart never skips a row.
+//!
+//! When the only target is the source server itself (a shadow table, a
+//! same-server split without a router), rows need not leave the server: the
+//! reader only finds each chunk's key bounds, and the writers run
+//! `REPLACE INTO target SELECT ... FROM source WHERE <range>`. Those read the
+//! rows as they are now rather than as of the snapshot; that is still
+//! exact, because the change apply replays every event after the snapshot's
+//! position with full row images, and the last image of a row wins.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -95,6 +103,7 @@ async fn copy_tables(
         let after = cp.table(&p.routes[route].source.name.to_string()).and_then(|t| t.after.clone());
         let reader = Reader {
             route,
+            in_server: in_server(p, &p.routes[route]),
             r: p.routes[route].clone(),
             conn,
             endpoint: p.job.source.name.clone(),
@@ -215,8 +224,26 @@ impl Ledger {
     }
 }
 
+/// Whether a table's rows can be copied inside the source server.
+fn in_server(p: &Prepared, route: &Route) -> bool {
+    route.targets.len() == 1
+        && p.job.targets.get(route.targets[0].endpoint).is_some_and(|t| same_server(&p.job.source, t))
+}
+
+pub fn same_server(a: &super::Endpoint, b: &super::Endpoint) -> bool {
+    a.opts.ip_or_hostname() == b.opts.ip_or_hostname()
+        && a.opts.tcp_port() == b.opts.tcp_port()
+        && a.opts.socket() == b.opts.socket()
+}
+
+/// Copies of the in-server path read committed rows without locking them
+/// (REPEATABLE READ would share-lock every source row of the chunk).
+const READ_COMMITTED: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+
 struct Reader {
     route: usize,
+    /// Rows stay in the server; see the module comment.
+    in_server: bool,
     r: Route,
     conn: Conn,
     endpoint: String,
@@ -231,6 +258,9 @@ impl Reader {
         tx: mpsc::Sender<Chunk>,
         done: mpsc::UnboundedSender<Done>,
     ) -> Result<()> {
+        if self.in_server {
+            return self.run_in_server(after, tx, done).await;
+        }
         let r = &self.r;
         let select =
             r.source_columns().iter().map(|c| crate::mysql::sql::quote_ident(c)).collect::<Vec<_>>().join(", ");
@@ -304,6 +334,78 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// Finds chunk bounds in the snapshot and hands out one
+    /// `REPLACE ... SELECT` per chunk. The last chunk is open-ended, so rows
+    /// added since the snapshot beyond its last key are copied too.
+    async fn run_in_server(
+        mut self,
+        after: Option<Vec<KeyValue>>,
+        tx: mpsc::Sender<Chunk>,
+        done: mpsc::UnboundedSender<Done>,
+    ) -> Result<()> {
+        let r = &self.r;
+        let key_cols: Vec<&str> = r.source.key.iter().map(|&k| r.source.columns[k].name.as_str()).collect();
+        let key_kinds: Vec<_> = r.source.key.iter().map(|&k| &r.source.columns[k].kind).collect();
+        let order = chunk::order_by(&key_cols);
+        let desc = key_cols.iter().map(|c| format!("{} DESC", crate::mysql::sql::quote_ident(c))).collect::<Vec<_>>();
+        let keys = key_cols.iter().map(|c| crate::mysql::sql::quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let target = &r.targets[0];
+        let insert = writes::insert_select(&target.table, &r.target_columns(), &r.source_columns(), &r.source.name);
+        let table = r.source.name.sql();
+        let mut after: Option<Vec<Value>> =
+            after.filter(|k| !k.is_empty()).map(|k| k.iter().map(KeyValue::to_value).collect());
+        let mut seq = 0;
+        loop {
+            let limit = self.sizer[self.route].lock().map(|s| s.rows()).unwrap_or(1000).max(1);
+            let lower = after.as_ref().map(|k| chunk::after(&key_cols, &key_kinds, k));
+            let filter = lower.as_ref().map(|l| format!(" WHERE {l}")).unwrap_or_default();
+            let bound = format!("SELECT {keys} FROM {table}{filter} ORDER BY {order} LIMIT 1 OFFSET {}", limit - 1);
+            let upper: Option<mysql_async::Row> = self.conn.query_first(bound).await.at(&self.endpoint)?;
+            let (range, rows, last, open) = match upper {
+                Some(row) => {
+                    let u: Vec<Value> = row.unwrap();
+                    let upto = chunk::upto(&key_cols, &key_kinds, &u);
+                    let range = match &lower {
+                        Some(l) => format!(" WHERE {l} AND {upto}"),
+                        None => format!(" WHERE {upto}"),
+                    };
+                    (range, limit, Some(u), false)
+                }
+                None => {
+                    let count = format!("SELECT COUNT(*) FROM {table}{filter}");
+                    let n: u64 = self.conn.query_first(count).await.at(&self.endpoint)?.unwrap_or(0);
+                    let max = format!("SELECT {keys} FROM {table}{filter} ORDER BY {} LIMIT 1", desc.join(", "));
+                    let last: Option<mysql_async::Row> = self.conn.query_first(max).await.at(&self.endpoint)?;
+                    let last = last.map(|row| row.unwrap()).or_else(|| after.clone());
+                    (filter.clone(), n, last, true)
+                }
+            };
+            let chunk = Chunk {
+                route: self.route,
+                seq,
+                rows,
+                statements: vec![
+                    (target.endpoint, READ_COMMITTED.into()),
+                    (target.endpoint, format!("{insert}{range}")),
+                ],
+                last_key: last.iter().flatten().map(KeyValue::from).collect(),
+            };
+            if tx.send(chunk).await.is_err() {
+                return Err(MovementError::Internal("copy writers stopped".into()));
+            }
+            seq += 1;
+            if open {
+                break;
+            }
+            after = last;
+        }
+        let _ = self.conn.query_drop("COMMIT").await;
+        let _ = done.send(Done::Finished { route: self.route, chunks: seq });
+        Ok(())
+    }
+}
+
 async fn writer(
     p: &Prepared,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Chunk>>>,
@@ -360,6 +462,15 @@ mod tests {
         assert_eq!(l.advance(), Some((5, key(35))));
         assert!(l.is_done());
         assert_eq!(l.advance(), None);
+    }
+
+    #[test]
+    fn only_the_same_server_copies_in_server() {
+        let ep = |url: &str| super::super::Endpoint::from_url("x", url).unwrap();
+        let a = ep("mysql://root:pw@127.0.0.1:3306");
+        assert!(same_server(&a, &ep("mysql://other:pw2@127.0.0.1:3306")), "the account does not matter");
+        assert!(!same_server(&a, &ep("mysql://root:pw@127.0.0.1:3307")));
+        assert!(!same_server(&a, &ep("mysql://root:pw@127.0.0.2:3306")));
     }
 
     #[test]

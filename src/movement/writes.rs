@@ -27,6 +27,24 @@ pub fn replace<'r>(
     b.finish()
 }
 
+/// `REPLACE INTO target (tcols) SELECT scols FROM source`, for copies inside
+/// one server; the caller appends the key range. Columns pair up by position.
+pub fn insert_select(
+    target: &TableName,
+    target_columns: &[&str],
+    source_columns: &[&str],
+    source: &TableName,
+) -> String {
+    let list = |cols: &[&str]| cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+    format!(
+        "REPLACE INTO {} ({}) SELECT {} FROM {}",
+        target.sql(),
+        list(target_columns),
+        list(source_columns),
+        source.sql()
+    )
+}
+
 /// Builds REPLACE statements a row at a time, so a reader can render rows as
 /// they stream in instead of holding a chunk of them.
 pub struct ReplaceBuilder {
@@ -132,6 +150,20 @@ pub fn delete<'k>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_server_copies_pair_columns_by_position() {
+        let s = insert_select(
+            &TableName::new("shop", "_orders_new"),
+            &["id", "new name"],
+            &["id", "old`name"],
+            &TableName::new("shop", "orders"),
+        );
+        assert_eq!(
+            s,
+            "REPLACE INTO `shop`.`_orders_new` (`id`, `new name`) SELECT `id`, `old``name` FROM `shop`.`orders`"
+        );
+    }
 
     fn int() -> Kind {
         Kind::Int { bytes: 8, unsigned: false }

@@ -282,6 +282,10 @@ impl Runner {
                     router: None,
                 }],
                 options: Options {
+                    // The copy runs inside the server (REPLACE ... SELECT);
+                    // two at once contend for the same table and measured
+                    // slower than one (bench/onlineddl.sh).
+                    workers: 1,
                     throttle: self.obj.spec.throttle.clone(),
                     server_id: server_id(&self.obj.uid().unwrap_or_default()),
                     ..Options::default()
