@@ -251,6 +251,13 @@ async fn invalid_alter_is_refused_and_cancel_mid_copy_leaves_the_original() -> a
     );
     ensure!(columns(&env, "items").await? == before, "the original changed");
     ensure!(tables(&env).await? == vec!["items".to_string()], "leftover tables");
+
+    // strategy instant with a change that cannot be instant: refused clearly.
+    apply_yaml(&ns, &ddl_yaml("not-instant", "items", "MODIFY k BIGINT NOT NULL", "  strategy: instant\n"))?;
+    let o = wait_step(&ns, "not-instant", "Failed", Duration::from_secs(60))?;
+    let c = condition(&o, "Succeeded").context("Succeeded")?;
+    ensure!(c["message"].as_str().unwrap_or("").contains("cannot be instant"), "{c}");
+    ensure!(columns(&env, "items").await? == before && tables(&env).await? == vec!["items".to_string()]);
     let events =
         kubectl(&["get", "events", "-n", &ns, "--field-selector", "involvedObject.name=bad-type", "-o", "json"])?;
     ensure!(events.contains("InvalidSpec"), "no InvalidSpec event: {events}");
@@ -275,6 +282,22 @@ async fn invalid_alter_is_refused_and_cancel_mid_copy_leaves_the_original() -> a
     finish_writer(&env, "big", w).await?;
     // A cancelled change keeps no finalizer: deleting it is immediate.
     kubectl(&["delete", "onlineddl", "slow", "-n", &ns, "--timeout=30s"])?;
+
+    // Deleting a change mid-copy: the finalizer drops the shadow first.
+    let w = ModelWriter::start(&env.ip, "root", &env.root, "big", snapshot(&env, "big").await?, WRITE_INTERVAL);
+    apply_yaml(
+        &ns,
+        &ddl_yaml("doomed", "big", "ADD COLUMN y INT", "  strategy: shadow\n  throttle: {maxRowsPerSecond: 10000}\n"),
+    )?;
+    wait_until("copying started", DDL_TIMEOUT, POLL, || {
+        let o = ddl(&ns, "doomed")?;
+        Ok((step(&o) == "Copying" && o["status"]["progress"]["rowsCopied"].as_i64().unwrap_or(0) > 0).then_some(()))
+    })?;
+    kubectl(&["delete", "onlineddl", "doomed", "-n", &ns, "--timeout=60s"])?;
+    ensure!(get_json(&ns, "onlineddl", "doomed")?.is_none(), "still there after delete");
+    let t = tables(&env).await?;
+    ensure!(!t.contains(&"_big_new".to_string()), "the shadow table is left after delete: {t:?}");
+    finish_writer(&env, "big", w).await?;
     env.ns.passed();
     Ok(())
 }
@@ -299,9 +322,18 @@ async fn postponed_completion_stays_ready_in_sync_until_released() -> anyhow::Re
     let later = applied(&ddl(&ns, "held")?);
     ensure!(later != first, "the change apply did not move while postponed: {first} → {later}");
     ensure!(tables(&env).await?.contains(&"_orders_new".to_string()));
+    // A second change of the same table waits for the first.
+    apply_yaml(&ns, &ddl_yaml("next", "orders", "ADD COLUMN after_held INT", "  strategy: shadow\n"))?;
+    wait_step(&ns, "next", "Queued", Duration::from_secs(30))?;
+    holds_for("the second change stays queued", Duration::from_secs(3), POLL, || {
+        Ok(step(&ddl(&ns, "next")?) == "Queued")
+    })?;
     patch(&ns, "held", r#"{"spec":{"postponeCompletion":false}}"#)?;
     let done = wait_step(&ns, "held", "Complete", Duration::from_secs(60))?;
     ensure!(attempts(&done) >= 1);
+    wait_step(&ns, "next", "Complete", DDL_TIMEOUT)?;
+    let cols = columns(&env, "orders").await?;
+    ensure!(cols.contains(&"after_held".to_string()), "{cols:?}");
     finish_writer(&env, "orders", w).await?;
     env.ns.passed();
     Ok(())
