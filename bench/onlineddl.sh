@@ -106,14 +106,13 @@ $2
 YAML
 }
 step() { kubectl get onlineddl "$1" -n "$NS" -o jsonpath='{.status.step}'; }
+# A watch (kubectl wait), so the time is not rounded up to a polling period.
 wait_step() { # wait_step NAME STEP
-  for _ in $(seq 1 3000); do
-    s=$(step "$1")
-    [ "$s" = "$2" ] && return 0
-    [ "$s" = Failed ] && { kubectl get onlineddl "$1" -n "$NS" -o yaml >&2; exit 1; }
-    sleep 0.1
-  done
-  log "$1 never reached $2"; exit 1
+  if ! kubectl wait onlineddl "$1" -n "$NS" --for=jsonpath='{.status.step}'="$2" --timeout=300s >/dev/null; then
+    kubectl get onlineddl "$1" -n "$NS" -o yaml >&2
+    log "$1 never reached $2 (step: $(step "$1"))"
+    exit 1
+  fi
 }
 # The old table of a finished change is dropped by the controller right away
 # (retainOldTableSeconds: 0); wait so the next run starts from one table.

@@ -225,6 +225,12 @@ pub struct OnlineDDLStatus {
     #[schemars(schema_with = "crate::k8s::schema::free_form_object")]
     pub checkpoint: Option<serde_json::Value>,
 
+    /// `server_id` of the primary the checkpoint's binary log positions
+    /// belong to. After a failover they mean nothing on the new primary, so
+    /// the copy starts over there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_server_id: Option<i64>,
+
     /// When the cut-over (or the instant ALTER) happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,

@@ -105,6 +105,8 @@ struct Engine {
     endpoint: Endpoint,
     flavor: Flavor,
     lock_view: LockView,
+    /// `@@server_id` of the primary the engine reads.
+    server_id: i64,
 }
 
 /// What the engine's callbacks last reported, for the next status write.
@@ -250,7 +252,7 @@ impl Runner {
         let _ = conn.disconnect().await;
         // The engine's own checks (key, binlog settings) fail the change now,
         // before any copying.
-        self.engine().await?;
+        self.status.source_server_id = Some(self.engine().await?.server_id);
         self.enter(Step::Copying, format!("copying {table} into {shadow}")).await?;
         Ok(Flow::Continue)
     }
@@ -263,6 +265,12 @@ impl Runner {
             let mut conn = endpoint.connect_raw().await?;
             let flavor = endpoint.flavor(&mut conn).await?;
             let lock_view = table::lock_view(&mut conn, flavor).await?;
+            let primary_id: Option<i64> = {
+                use mysql_async::prelude::Queryable;
+                conn.query_first("SELECT @@server_id")
+                    .await
+                    .map_err(|source| DdlError::Sql { what: "reading server_id".into(), source })?
+            };
             let original = schema::load(&mut conn, &endpoint.name, &table).await?;
             let target = schema::load(&mut conn, &endpoint.name, &shadow).await?;
             let _ = conn.disconnect().await;
@@ -292,9 +300,50 @@ impl Runner {
                 },
             };
             let prepared = job.prepare().await?;
-            self.engine = Some(Engine { prepared: Arc::new(prepared), endpoint, flavor, lock_view });
+            self.engine = Some(Engine {
+                prepared: Arc::new(prepared),
+                endpoint,
+                flavor,
+                lock_view,
+                server_id: primary_id.unwrap_or_default(),
+            });
         }
         Ok(self.engine.as_ref().expect("engine was just built"))
+    }
+
+    /// Binary log positions belong to one server. If the cluster failed over
+    /// since they were recorded, the shadow (replicated, so present on the new
+    /// primary) is refilled from scratch there. False when that restart began.
+    async fn same_source(&mut self) -> Result<bool, DdlError> {
+        let now = self.engine().await?.server_id;
+        match self.status.source_server_id {
+            Some(was) if was != now => {
+                self.engine = None;
+                self.status.checkpoint = None;
+                self.status.progress = None;
+                self.status.checksum = None;
+                self.status.source_server_id = None;
+                self.set(&[Desired::new(
+                    READY_TO_COMPLETE,
+                    FALSE,
+                    "PrimaryChanged",
+                    "copying again on the new primary",
+                )]);
+                self.event(
+                    EventType::Warning,
+                    "PrimaryChanged",
+                    format!("the primary changed (server_id {was} → {now}); the copy starts over on the new primary"),
+                )
+                .await;
+                self.enter(Step::Preparing, "preparing the shadow table on the new primary".into()).await?;
+                Ok(false)
+            }
+            Some(_) => Ok(true),
+            None => {
+                self.status.source_server_id = Some(now);
+                Ok(true)
+            }
+        }
     }
 
     fn checkpoint(&self) -> Result<Checkpoint, DdlError> {
@@ -347,6 +396,9 @@ impl Runner {
     }
 
     async fn copy(&mut self) -> Result<Flow, DdlError> {
+        if !self.same_source().await? {
+            return Ok(Flow::Continue);
+        }
         let cp = self.checkpoint()?;
         let prepared = self.engine().await?.prepared.clone();
         let (latest, reporter) = reporter();
@@ -358,6 +410,9 @@ impl Runner {
     }
 
     async fn verify(&mut self) -> Result<Flow, DdlError> {
+        if !self.same_source().await? {
+            return Ok(Flow::Continue);
+        }
         let cp = self.checkpoint()?;
         let prepared = self.engine().await?.prepared.clone();
         let (latest, reporter) = reporter();
@@ -396,6 +451,9 @@ impl Runner {
     async fn sync_and_cut_over(&mut self) -> Result<Flow, DdlError> {
         if let Some(sentry) = self.status.cutover.as_ref().and_then(|c| c.in_flight.clone()) {
             return self.settle(&sentry).await;
+        }
+        if !self.same_source().await? {
+            return Ok(Flow::Continue);
         }
         let cp = self.checkpoint()?;
         let prepared = self.engine().await?.prepared.clone();
@@ -648,7 +706,7 @@ fn reporter() -> (Arc<Mutex<Latest>>, Reporter) {
     (latest, reporter)
 }
 
-/// The binary log reader's server_id: stable per resource (a restarted task
+/// The binary log reader's own server_id: stable per resource (a restarted task
 /// replaces its predecessor's stream) and far from the clusters' own ids.
 pub fn server_id(uid: &str) -> u32 {
     // FNV-1a: stable across releases, unlike the std hasher.
