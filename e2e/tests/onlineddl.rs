@@ -190,6 +190,13 @@ async fn shadow_change_under_writes_then_instant_change_then_old_table_retired()
     ensure!(attempts(&done) >= 1 && s["cutover"]["writeStallMillis"].is_i64(), "{s}");
     let old = s["oldTable"].as_str().context("oldTable")?.to_string();
     ensure!(columns(&env, "orders").await?.contains(&"note".to_string()));
+    // The secondary index left out during the copy is back.
+    let mut c = env.conn().await?;
+    let indexes: Vec<String> = c
+        .query("SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = 'e2e' AND TABLE_NAME = 'orders'")
+        .await?;
+    ensure!(indexes.contains(&"kc".to_string()) && indexes.contains(&"PRIMARY".to_string()), "{indexes:?}");
+    ensure!(s["deferredIndexes"].as_array().is_some_and(|d| d.len() == 1), "{s}");
     let t = tables(&env).await?;
     ensure!(t.contains(&old) && !t.contains(&"_orders_new".to_string()), "tables: {t:?}");
     finish_writer(&env, "orders", w).await?;

@@ -225,6 +225,12 @@ pub struct OnlineDDLStatus {
     #[schemars(schema_with = "crate::k8s::schema::free_form_object")]
     pub checkpoint: Option<serde_json::Value>,
 
+    /// Secondary indexes of the shadow table left out during the copy and
+    /// added when it ends (building them once is faster than maintaining
+    /// them row by row).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred_indexes: Vec<String>,
+
     /// `server_id` of the primary the checkpoint's binary log positions
     /// belong to. After a failover they mean nothing on the new primary, so
     /// the copy starts over there.

@@ -246,6 +246,7 @@ impl Runner {
             self.status.shadow_table = None;
             return Err(e);
         }
+        self.status.deferred_indexes = table::defer_indexes(&mut conn, &shadow).await?;
         self.status.method = Some("shadow".into());
         self.status.checkpoint = None;
         self.status.checksum = None;
@@ -404,6 +405,13 @@ impl Runner {
         let (latest, reporter) = reporter();
         let Some(cp) = self.drive(&latest, prepared.copy(cp, &reporter)).await? else { return Ok(Flow::Done) };
         self.status.checkpoint = serde_json::to_value(&cp).ok();
+        if !self.status.deferred_indexes.is_empty() {
+            // Before the apply and checksum touch the shadow again.
+            let endpoint = self.endpoint().await?;
+            let mut conn = endpoint.connect_raw().await?;
+            table::restore_indexes(&mut conn, &self.shadow(), &self.status.deferred_indexes).await?;
+            let _ = conn.disconnect().await;
+        }
         let rows = cp.rows_copied();
         self.enter(Step::Verifying, format!("{rows} rows copied; catching up and comparing checksums")).await?;
         Ok(Flow::Continue)

@@ -64,6 +64,43 @@ pub async fn prepare_shadow(
     Ok(())
 }
 
+/// Drops the shadow's non-unique secondary indexes (see
+/// [`sql::deferrable_indexes`]) and returns their definitions, to be added
+/// back by [`restore_indexes`] once the rows are in.
+pub async fn defer_indexes(conn: &mut Conn, shadow: &TableName) -> Result<Vec<String>, DdlError> {
+    let row: Option<(String, String)> = conn
+        .query_first(format!("SHOW CREATE TABLE {}", shadow.sql()))
+        .await
+        .doing(|| format!("reading the definition of {shadow}"))?;
+    let Some((_, ddl)) = row else { return Ok(vec![]) };
+    let deferred = sql::deferrable_indexes(&ddl);
+    if deferred.is_empty() {
+        return Ok(vec![]);
+    }
+    let names: Vec<String> = deferred.iter().map(|(n, _)| n.clone()).collect();
+    conn.query_drop(sql::drop_indexes(shadow, &names)).await.doing(|| format!("deferring the indexes of {shadow}"))?;
+    Ok(deferred.into_iter().map(|(_, def)| def).collect())
+}
+
+/// Adds back the deferred indexes the shadow does not have yet.
+pub async fn restore_indexes(conn: &mut Conn, shadow: &TableName, definitions: &[String]) -> Result<(), DdlError> {
+    let present: Vec<String> =
+        conn.query(sql::index_names(shadow)).await.doing(|| format!("listing the indexes of {shadow}"))?;
+    let missing: Vec<String> = definitions
+        .iter()
+        .filter(|def| {
+            sql::deferrable_indexes(def)
+                .first()
+                .is_none_or(|(name, _)| !present.iter().any(|p| p.eq_ignore_ascii_case(name)))
+        })
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    conn.query_drop(sql::add_indexes(shadow, &missing)).await.doing(|| format!("adding the indexes of {shadow}"))
+}
+
 /// Outcome of trying ALGORITHM=INSTANT on the original.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Instant {

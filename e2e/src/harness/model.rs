@@ -32,13 +32,13 @@ pub struct Model {
     pub acked: u64,
 }
 
-/// Creates `db.table (id, k, c, pad)` with `rows` rows, seeded from
+/// Creates `db.table (id, k, c, pad)`, with a secondary index `kc (k, c)`, and `rows` rows, seeded from
 /// MariaDB's sequence engine. Returns the model of the seeded rows.
 pub async fn seed(ip: &str, user: &str, password: &str, table: &str, rows: i64) -> anyhow::Result<Model> {
     let mut conn = mysql(ip, user, password).await?;
     conn.query_drop("CREATE DATABASE IF NOT EXISTS e2e").await?;
     conn.query_drop(format!(
-        "CREATE TABLE e2e.{table} (id BIGINT PRIMARY KEY, k INT NOT NULL, c VARCHAR(64), pad VARCHAR(60) NOT NULL DEFAULT 'pad')"
+        "CREATE TABLE e2e.{table} (id BIGINT PRIMARY KEY, k INT NOT NULL, c VARCHAR(64), pad VARCHAR(60) NOT NULL DEFAULT 'pad', KEY kc (k, c))"
     ))
     .await?;
     let mut from = 1;
