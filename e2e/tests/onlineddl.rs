@@ -265,6 +265,13 @@ async fn invalid_alter_is_refused_and_cancel_mid_copy_leaves_the_original() -> a
     let c = condition(&o, "Succeeded").context("Succeeded")?;
     ensure!(c["message"].as_str().unwrap_or("").contains("cannot be instant"), "{c}");
     ensure!(columns(&env, "items").await? == before && tables(&env).await? == vec!["items".to_string()]);
+
+    // A new unique key through a shadow could drop colliding rows: refused.
+    apply_yaml(&ns, &ddl_yaml("unique", "items", "ADD UNIQUE KEY uk (pad)", "  strategy: shadow\n"))?;
+    let o = wait_step(&ns, "unique", "Failed", Duration::from_secs(60))?;
+    let c = condition(&o, "Succeeded").context("Succeeded")?;
+    ensure!(c["reason"] == "InvalidSpec" && c["message"].as_str().unwrap_or("").contains("unique key(s) uk"), "{c}");
+    ensure!(tables(&env).await? == vec!["items".to_string()], "leftover tables");
     let events =
         kubectl(&["get", "events", "-n", &ns, "--field-selector", "involvedObject.name=bad-type", "-o", "json"])?;
     ensure!(events.contains("InvalidSpec"), "no InvalidSpec event: {events}");

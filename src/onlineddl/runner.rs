@@ -241,7 +241,7 @@ impl Runner {
                 }
             }
         }
-        if let Err(e) = table::check_swappable(&mut conn, &table).await {
+        if let Err(e) = check_shadow_path(&mut conn, &table, &shadow, &spec.alter).await {
             conn.query_drop_ddl(&shadow).await?;
             self.status.shadow_table = None;
             return Err(e);
@@ -699,6 +699,28 @@ impl Runner {
         }
         self.event(EventType::Warning, reason, format!("{e}")).await;
     }
+}
+
+/// What only the shadow path needs: a table a swap cannot break, and no
+/// unique key the original does not already enforce.
+async fn check_shadow_path(
+    conn: &mut mysql_async::Conn,
+    table: &TableName,
+    shadow: &TableName,
+    alter: &str,
+) -> Result<(), DdlError> {
+    table::check_swappable(conn, table).await?;
+    let renames = columns::renames(alter).map_err(DdlError::Invalid)?;
+    let original: Vec<Vec<String>> = table::unique_keys(conn, table).await?.into_iter().map(|(_, c)| c).collect();
+    let added = columns::new_unique_keys(&original, &table::unique_keys(conn, shadow).await?, &renames);
+    if !added.is_empty() {
+        return Err(DdlError::Invalid(format!(
+            "the change adds unique key(s) {} that {table} does not enforce; copying through a shadow table would \
+             silently drop rows that collide on them. Deduplicate first, then add the key with a plain ALTER TABLE",
+            added.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 fn reporter() -> (Arc<Mutex<Latest>>, Reporter) {

@@ -193,6 +193,16 @@ pub fn add_indexes(table: &TableName, definitions: &[String]) -> String {
     format!("ALTER TABLE {} {}", table.sql(), adds.join(", "))
 }
 
+/// `[INDEX_NAME, COLUMN_NAME]` of a table's unique keys, in key order.
+pub fn unique_keys(table: &TableName) -> String {
+    format!(
+        "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+         WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {} AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+        quote(&table.schema),
+        quote(&table.table)
+    )
+}
+
 /// `[INDEX_NAME]` of a table's indexes.
 pub fn index_names(table: &TableName) -> String {
     format!(

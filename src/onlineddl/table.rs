@@ -64,6 +64,13 @@ pub async fn prepare_shadow(
     Ok(())
 }
 
+/// Unique keys of a table: `(name, columns in key order)`.
+pub async fn unique_keys(conn: &mut Conn, table: &TableName) -> Result<Vec<(String, Vec<String>)>, DdlError> {
+    let rows: Vec<(String, String)> =
+        conn.query(sql::unique_keys(table)).await.doing(|| format!("reading the unique keys of {table}"))?;
+    Ok(rows.into_iter().map(|(name, cols)| (name, cols.split('\u{1}').map(String::from).collect())).collect())
+}
+
 /// Drops the shadow's non-unique secondary indexes (see
 /// [`sql::deferrable_indexes`]) and returns their definitions, to be added
 /// back by [`restore_indexes`] once the rows are in.
