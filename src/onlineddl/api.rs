@@ -225,6 +225,13 @@ pub struct OnlineDDLStatus {
     #[schemars(schema_with = "crate::k8s::schema::free_form_object")]
     pub checkpoint: Option<serde_json::Value>,
 
+    /// Fingerprint of the table's definition taken just before an
+    /// ALGORITHM=INSTANT attempt; present only while that attempt may be
+    /// under way. A restarted task that finds the definition changed knows
+    /// the instant ALTER was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instant_from: Option<String>,
+
     /// Secondary indexes of the shadow table left out during the copy and
     /// added when it ends (building them once is faster than maintaining
     /// them row by row).

@@ -198,6 +198,15 @@ impl Runner {
         if !table::exists(&mut conn, &table).await? {
             return Err(DdlError::Invalid(format!("table {table} does not exist")));
         }
+        let definition = table::definition_fingerprint(&mut conn, &table).await?;
+        // An instant ALTER was under way when the last task stopped: if the
+        // table's definition moved since, it was applied.
+        if let Some(before) = self.status.instant_from.clone()
+            && before != definition
+        {
+            conn.query_drop_ddl(&shadow).await?;
+            return self.completed_instantly(&table).await;
+        }
         // Recorded before the shadow exists, so a cancel cleans up only what
         // this resource created.
         self.status.shadow_table = Some(shadow.table.clone());
@@ -206,21 +215,16 @@ impl Runner {
 
         if spec.strategy != Strategy::Shadow {
             let lock_wait = Duration::from_secs(spec.cutover.lock_wait_timeout_seconds.max(1) as u64);
-            match table::try_instant(&mut conn, &table, &spec.alter, lock_wait).await? {
+            self.status.instant_from = Some(definition);
+            self.persist().await?;
+            let outcome = table::try_instant(&mut conn, &table, &spec.alter, lock_wait).await?;
+            if outcome != Instant::Done {
+                self.status.instant_from = None;
+            }
+            match outcome {
                 Instant::Done => {
                     conn.query_drop_ddl(&shadow).await?;
-                    self.status.shadow_table = None;
-                    self.status.method = Some("instant".into());
-                    self.status.completion_time = Some(conditions::now());
-                    self.set(&[Desired::new(
-                        SUCCEEDED,
-                        TRUE,
-                        "CompletedInstantly",
-                        format!("{table} altered with ALGORITHM=INSTANT"),
-                    )]);
-                    self.enter(Step::Complete, format!("{table} altered with ALGORITHM=INSTANT: {}", spec.alter))
-                        .await?;
-                    return Ok(Flow::Done);
+                    return self.completed_instantly(&table).await;
                 }
                 Instant::NotCapable(why) if spec.strategy == Strategy::Instant => {
                     conn.query_drop_ddl(&shadow).await?;
@@ -256,6 +260,17 @@ impl Runner {
         self.status.source_server_id = Some(self.engine().await?.server_id);
         self.enter(Step::Copying, format!("copying {table} into {shadow}")).await?;
         Ok(Flow::Continue)
+    }
+
+    async fn completed_instantly(&mut self, table: &TableName) -> Result<Flow, DdlError> {
+        self.status.shadow_table = None;
+        self.status.instant_from = None;
+        self.status.method = Some("instant".into());
+        self.status.completion_time = Some(conditions::now());
+        let message = format!("{table} altered with ALGORITHM=INSTANT: {}", self.obj.spec.alter);
+        self.set(&[Desired::new(SUCCEEDED, TRUE, "CompletedInstantly", message.clone())]);
+        self.enter(Step::Complete, message).await?;
+        Ok(Flow::Done)
     }
 
     /// The engine for this change, built once per task.

@@ -193,6 +193,20 @@ pub fn add_indexes(table: &TableName, definitions: &[String]) -> String {
     format!("ALTER TABLE {} {}", table.sql(), adds.join(", "))
 }
 
+/// One text describing a table's columns and indexes, for a fingerprint.
+pub fn definition(table: &TableName) -> String {
+    let (schema, name) = (quote(&table.schema), quote(&table.table));
+    format!(
+        "SELECT CONCAT_WS('|', \
+           (SELECT GROUP_CONCAT(CONCAT_WS(':', COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COALESCE(COLUMN_DEFAULT, 'NULL'), EXTRA) \
+              ORDER BY ORDINAL_POSITION SEPARATOR ',') \
+            FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {name}), \
+           (SELECT GROUP_CONCAT(CONCAT_WS(':', INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, NON_UNIQUE) \
+              ORDER BY INDEX_NAME, SEQ_IN_INDEX SEPARATOR ',') \
+            FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {name}))"
+    )
+}
+
 /// `[INDEX_NAME, COLUMN_NAME]` of a table's unique keys, in key order.
 pub fn unique_keys(table: &TableName) -> String {
     format!(
@@ -310,6 +324,14 @@ mod tests {
             add_indexes(&t("_s_new"), &defs),
             "ALTER TABLE `shop`.`_s_new` ADD KEY `k_1` (`k`), ADD KEY `odd``name` (`c`(10),`k`) COMMENT 'x'"
         );
+    }
+
+    #[test]
+    fn the_definition_fingerprint_covers_columns_and_indexes_only() {
+        let q = definition(&t("orders"));
+        assert!(q.contains("information_schema.COLUMNS") && q.contains("information_schema.STATISTICS"), "{q}");
+        assert!(q.contains("ORDER BY ORDINAL_POSITION") && q.contains("ORDER BY INDEX_NAME, SEQ_IN_INDEX"));
+        assert!(!q.contains("AUTO_INCREMENT"), "writes move AUTO_INCREMENT; it must not count");
     }
 
     #[test]

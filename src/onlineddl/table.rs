@@ -18,6 +18,25 @@ pub async fn exists(conn: &mut Conn, table: &TableName) -> Result<bool, DdlError
     Ok(row.is_some())
 }
 
+/// A fingerprint of a table's columns and indexes (not of its data, nor of
+/// table options such as AUTO_INCREMENT that writes move).
+pub async fn definition_fingerprint(conn: &mut Conn, table: &TableName) -> Result<String, DdlError> {
+    // GROUP_CONCAT stops at 1 kB by default: a wide table's last columns
+    // would not count.
+    conn.query_drop("SET SESSION group_concat_max_len = 4194304")
+        .await
+        .doing(|| "setting group_concat_max_len".into())?;
+    let text: Option<String> =
+        conn.query_first(sql::definition(table)).await.doing(|| format!("reading the definition of {table}"))?;
+    let text = text.unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    Ok(format!("{h:016x}"))
+}
+
 /// Refuses tables a swap would break: foreign keys pointing at them would
 /// follow the original to its old name, and so would triggers.
 pub async fn check_swappable(conn: &mut Conn, table: &TableName) -> Result<(), DdlError> {
