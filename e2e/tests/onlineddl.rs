@@ -208,6 +208,19 @@ async fn shadow_change_under_writes_then_instant_change_then_old_table_retired()
     ensure!(done["status"]["method"] == "instant", "{}", done["status"]);
     ensure!(columns(&env, "orders").await?.contains(&"flag".to_string()));
     ensure!(!tables(&env).await?.contains(&"_orders_new".to_string()));
+
+    // postponeCompletion holds an instant change too, with nothing copied.
+    apply_yaml(&ns, &ddl_yaml("add-later", "orders", "ADD COLUMN later INT NULL", "  postponeCompletion: true\n"))?;
+    let o = wait_step(&ns, "add-later", "Postponed", Duration::from_secs(60))?;
+    ensure!(o["status"]["method"] == "instant", "{}", o["status"]);
+    holds_for("the instant change is held", Duration::from_secs(3), POLL, || {
+        Ok(step(&ddl(&ns, "add-later")?) == "Postponed")
+    })?;
+    ensure!(!columns(&env, "orders").await?.contains(&"later".to_string()), "applied while postponed");
+    ensure!(!tables(&env).await?.contains(&"_orders_new".to_string()), "a held instant change copies nothing");
+    patch(&ns, "add-later", r#"{"spec":{"postponeCompletion":false}}"#)?;
+    wait_step(&ns, "add-later", "Complete", Duration::from_secs(60))?;
+    ensure!(columns(&env, "orders").await?.contains(&"later".to_string()));
     finish_writer(&env, "orders", w).await?;
 
     // The original, kept for retainOldTableSeconds, is dropped afterwards.

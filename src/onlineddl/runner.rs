@@ -179,6 +179,8 @@ impl Runner {
             Step::Preparing => self.prepare().await,
             Step::Copying => self.copy().await,
             Step::Verifying => self.verify().await,
+            // An instant change held by postponeCompletion has no shadow.
+            Step::Postponed if self.status.method.as_deref() == Some("instant") => self.prepare().await,
             Step::ReadyToComplete | Step::Postponed | Step::CuttingOver => self.sync_and_cut_over().await,
             Step::Complete | Step::Cancelled | Step::Failed | Step::Invalid => Ok(Flow::Done),
         }
@@ -206,6 +208,25 @@ impl Runner {
         {
             conn.query_drop_ddl(&shadow).await?;
             return self.completed_instantly(&table).await;
+        }
+        // postponeCompletion also holds an instant change: the moment the
+        // table changes is the user's. Whether it can be instant is probed
+        // on an empty copy, so a held change copies nothing.
+        if spec.strategy != Strategy::Shadow && spec.postpone_completion {
+            let known = self.status.method.as_deref() == Some("instant");
+            if known || table::instant_capable(&mut conn, &table, &spec.alter).await? {
+                self.status.method = Some("instant".into());
+                self.set(&[Desired::new(
+                    READY_TO_COMPLETE,
+                    TRUE,
+                    "Postponed",
+                    "the change can be made with ALGORITHM=INSTANT; it waits for spec.postponeCompletion: false",
+                )]);
+                self.enter(Step::Postponed, "instant ALTER held by spec.postponeCompletion".into()).await?;
+                let _ = conn.disconnect().await;
+                self.idle(IDLE).await;
+                return Ok(Flow::Continue);
+            }
         }
         // Recorded before the shadow exists, so a cancel cleans up only what
         // this resource created.

@@ -127,6 +127,25 @@ pub async fn restore_indexes(conn: &mut Conn, shadow: &TableName, definitions: &
     conn.query_drop(sql::add_indexes(shadow, &missing)).await.doing(|| format!("adding the indexes of {shadow}"))
 }
 
+/// Whether the clause can be applied with ALGORITHM=INSTANT, tried on an
+/// empty copy of the table (`_<table>_probe`), which is dropped again. A
+/// clause the server refuses outright is `Invalid`.
+pub async fn instant_capable(conn: &mut Conn, table: &TableName, clause: &str) -> Result<bool, DdlError> {
+    let probe = TableName::new(&table.schema, &format!("_{}_probe", table.table));
+    conn.query_drop(sql::drop_table(&probe)).await.doing(|| format!("dropping {probe}"))?;
+    conn.query_drop(sql::create_shadow(table, &probe)).await.doing(|| format!("creating {probe}"))?;
+    let tried = conn.query_drop(sql::alter_instant(&probe, clause)).await;
+    conn.query_drop(sql::drop_table(&probe)).await.doing(|| format!("dropping {probe}"))?;
+    match tried {
+        Ok(()) => Ok(true),
+        Err(mysql_async::Error::Server(s)) if sql::is_not_instant(s.code) => Ok(false),
+        Err(mysql_async::Error::Server(s)) => {
+            Err(DdlError::Invalid(format!("the server refused the ALTER (error {}): {}", s.code, s.message)))
+        }
+        Err(e) => Err(DdlError::Sql { what: format!("probing {probe}"), source: e }),
+    }
+}
+
 /// Outcome of trying ALGORITHM=INSTANT on the original.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Instant {
