@@ -12,7 +12,7 @@ use anyhow::{Context, ensure};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 use switchyard_e2e::harness::fault::skip_on_external_cluster;
-use switchyard_e2e::harness::kubectl::get_json;
+use switchyard_e2e::harness::kubectl::{get_json, secret_value};
 use switchyard_e2e::harness::operator::Operator;
 use switchyard_e2e::harness::writer::{TABLE, Writer, ids_on, primary_ip};
 use switchyard_e2e::harness::{TestNamespace, apply_yaml, kubectl, mysql, signal_pod, wait_until, wait_until_async};
@@ -72,24 +72,7 @@ fn instance_ip(status: &Value, pod: &str) -> Option<String> {
 }
 
 fn secret(ns: &str, key: &str) -> anyhow::Result<String> {
-    let b64 = kubectl(&[
-        "get",
-        "secret",
-        &format!("{CLUSTER}-credentials"),
-        "-n",
-        ns,
-        "-o",
-        &format!("jsonpath={{.data.{key}}}"),
-    ])?;
-    let out = std::process::Command::new("base64")
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    use std::io::Write;
-    out.stdin.as_ref().context("stdin")?.write_all(b64.trim().as_bytes())?;
-    let out = out.wait_with_output()?;
-    Ok(String::from_utf8(out.stdout)?)
+    secret_value(ns, &format!("{CLUSTER}-credentials"), key)
 }
 
 struct Setup {

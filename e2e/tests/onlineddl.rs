@@ -11,11 +11,11 @@ use anyhow::{Context, ensure};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 use switchyard_e2e::harness::fault::skip_on_external_cluster;
-use switchyard_e2e::harness::kubectl::get_json;
+use switchyard_e2e::harness::kubectl::{get_json, secret_value};
 use switchyard_e2e::harness::model::{self, ModelWriter};
 use switchyard_e2e::harness::operator::Operator;
 use switchyard_e2e::harness::wait::holds_for;
-use switchyard_e2e::harness::{TestNamespace, apply_yaml, kubectl, mysql, wait_until};
+use switchyard_e2e::harness::{TestNamespace, apply_yaml, kubectl, mysql, wait_until, wait_until_async};
 
 const CLUSTER: &str = "db";
 const POLL: Duration = Duration::from_millis(200);
@@ -42,43 +42,7 @@ impl Env {
 }
 
 fn secret(ns: &str, key: &str) -> anyhow::Result<String> {
-    let b64 = kubectl(&[
-        "get",
-        "secret",
-        &format!("{CLUSTER}-credentials"),
-        "-n",
-        ns,
-        "-o",
-        &format!("jsonpath={{.data.{key}}}"),
-    ])?;
-    use base64_decode::decode;
-    decode(b64.trim())
-}
-
-mod base64_decode {
-    /// Standard base64, as Secrets hold it.
-    pub fn decode(s: &str) -> anyhow::Result<String> {
-        let table = |c: u8| -> anyhow::Result<u32> {
-            Ok(match c {
-                b'A'..=b'Z' => c - b'A',
-                b'a'..=b'z' => c - b'a' + 26,
-                b'0'..=b'9' => c - b'0' + 52,
-                b'+' => 62,
-                b'/' => 63,
-                _ => anyhow::bail!("not base64: {c}"),
-            } as u32)
-        };
-        let mut out = Vec::new();
-        for chunk in s.trim_end_matches('=').as_bytes().chunks(4) {
-            let mut acc = 0u32;
-            for (i, &c) in chunk.iter().enumerate() {
-                acc |= table(c)? << (18 - 6 * i);
-            }
-            let bytes = acc.to_be_bytes();
-            out.extend_from_slice(&bytes[1..chunk.len()]);
-        }
-        Ok(String::from_utf8(out)?)
-    }
+    secret_value(ns, &format!("{CLUSTER}-credentials"), key)
 }
 
 /// A one-instance cluster and an operator; returns once the primary takes writes.
@@ -133,6 +97,19 @@ fn wait_step(ns: &str, name: &str, want: &str, timeout: Duration) -> anyhow::Res
         ensure!(step(&o) != "Failed" || want == "Failed", "the change failed: {}", o["status"]);
         Ok((step(&o) == want).then_some(o))
     })
+}
+
+/// Copying, with some rows already in the shadow.
+fn wait_copying(ns: &str, name: &str) -> anyhow::Result<()> {
+    wait_until(&format!("{name} copying"), DDL_TIMEOUT, POLL, || {
+        let o = ddl(ns, name)?;
+        Ok((step(&o) == "Copying" && o["status"]["progress"]["rowsCopied"].as_i64().unwrap_or(0) > 0).then_some(()))
+    })
+}
+
+/// The Events of one OnlineDDL, as JSON text.
+fn events_of(ns: &str, name: &str) -> anyhow::Result<String> {
+    kubectl(&["get", "events", "-n", ns, "--field-selector", &format!("involvedObject.name={name}"), "-o", "json"])
 }
 
 fn patch(ns: &str, name: &str, merge: &str) -> anyhow::Result<String> {
@@ -285,8 +262,7 @@ async fn invalid_alter_is_refused_and_cancel_mid_copy_leaves_the_original() -> a
     let c = condition(&o, "Succeeded").context("Succeeded")?;
     ensure!(c["reason"] == "InvalidSpec" && c["message"].as_str().unwrap_or("").contains("unique key(s) uk"), "{c}");
     ensure!(tables(&env).await? == vec!["items".to_string()], "leftover tables");
-    let events =
-        kubectl(&["get", "events", "-n", &ns, "--field-selector", "involvedObject.name=bad-type", "-o", "json"])?;
+    let events = events_of(&ns, "bad-type")?;
     ensure!(events.contains("InvalidSpec"), "no InvalidSpec event: {events}");
 
     // Cancel mid-copy: a throttled copy of 100k rows takes ~10 s.
@@ -295,10 +271,7 @@ async fn invalid_alter_is_refused_and_cancel_mid_copy_leaves_the_original() -> a
         &ns,
         &ddl_yaml("slow", "big", "ADD COLUMN y INT", "  strategy: shadow\n  throttle: {maxRowsPerSecond: 10000}\n"),
     )?;
-    wait_until("copying started", DDL_TIMEOUT, POLL, || {
-        let o = ddl(&ns, "slow")?;
-        Ok((step(&o) == "Copying" && o["status"]["progress"]["rowsCopied"].as_i64().unwrap_or(0) > 0).then_some(()))
-    })?;
+    wait_copying(&ns, "slow")?;
     ensure!(tables(&env).await?.contains(&"_big_new".to_string()));
     patch(&ns, "slow", r#"{"spec":{"cancel":true}}"#)?;
     let o = wait_step(&ns, "slow", "Cancelled", Duration::from_secs(60))?;
@@ -316,10 +289,7 @@ async fn invalid_alter_is_refused_and_cancel_mid_copy_leaves_the_original() -> a
         &ns,
         &ddl_yaml("doomed", "big", "ADD COLUMN y INT", "  strategy: shadow\n  throttle: {maxRowsPerSecond: 10000}\n"),
     )?;
-    wait_until("copying started", DDL_TIMEOUT, POLL, || {
-        let o = ddl(&ns, "doomed")?;
-        Ok((step(&o) == "Copying" && o["status"]["progress"]["rowsCopied"].as_i64().unwrap_or(0) > 0).then_some(()))
-    })?;
+    wait_copying(&ns, "doomed")?;
     kubectl(&["delete", "onlineddl", "doomed", "-n", &ns, "--timeout=60s"])?;
     ensure!(get_json(&ns, "onlineddl", "doomed")?.is_none(), "still there after delete");
     let t = tables(&env).await?;
@@ -406,7 +376,7 @@ async fn blocked_cutover_is_bounded_postponable_and_completes_once_released() ->
         let o = ddl(&ns, "busy")?;
         Ok(attempts(&o) == frozen && step(&o) == "Postponed")
     })?;
-    let events = kubectl(&["get", "events", "-n", &ns, "--field-selector", "involvedObject.name=busy", "-o", "json"])?;
+    let events = events_of(&ns, "busy")?;
     ensure!(events.contains("CutoverFailed"), "no CutoverFailed event");
     held.query_drop("COMMIT").await?;
     drop(held);
@@ -441,7 +411,7 @@ async fn exhausted_attempts_park_in_sync_until_rearmed() -> anyhow::Result<()> {
         let o = ddl(&ns, "stuck")?;
         Ok(attempts(&o) == 2 && step(&o) == "ReadyToComplete")
     })?;
-    let events = kubectl(&["get", "events", "-n", &ns, "--field-selector", "involvedObject.name=stuck", "-o", "json"])?;
+    let events = events_of(&ns, "stuck")?;
     ensure!(events.contains("CutoverAttemptsExhausted"), "no CutoverAttemptsExhausted event");
     held.query_drop("COMMIT").await?;
     drop(held);
@@ -483,7 +453,19 @@ async fn operator_killed_mid_copy_and_mid_cutover_resumes_from_status() -> anyho
     let mut second = Operator::start_with_env("ddl-kill-2", &[("SWITCHYARD_FAILPOINT", "cutover-hold-ms:8000")])?;
     let o = wait_step(&ns, "resilient", "CuttingOver", DDL_TIMEOUT)?;
     ensure!(o["status"]["checkpoint"].is_object());
-    std::thread::sleep(Duration::from_secs(1));
+    // The step is recorded before the lock is taken: wait for the lock itself
+    // (LOCK TABLES ... WRITE holds MDL_SHARED_NO_READ_WRITE).
+    wait_until_async("the cut-over lock held", Duration::from_secs(20), POLL, || async {
+        let mut c = env.conn().await?;
+        let held: Option<i64> = c
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.METADATA_LOCK_INFO \
+                 WHERE TABLE_SCHEMA = 'e2e' AND TABLE_NAME = 'orders' AND LOCK_MODE = 'MDL_SHARED_NO_READ_WRITE'",
+            )
+            .await?;
+        Ok((held.unwrap_or(0) > 0).then_some(()))
+    })
+    .await?;
     second.kill();
     // Its lock died with its connections: writes flow into the original again.
     w.wait_for_progress(50, Duration::from_secs(20)).await.context("writes resume after the kill")?;

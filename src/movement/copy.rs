@@ -230,7 +230,7 @@ fn in_server(p: &Prepared, route: &Route) -> bool {
         && p.job.targets.get(route.targets[0].endpoint).is_some_and(|t| same_server(&p.job.source, t))
 }
 
-pub fn same_server(a: &super::Endpoint, b: &super::Endpoint) -> bool {
+fn same_server(a: &super::Endpoint, b: &super::Endpoint) -> bool {
     a.opts.ip_or_hostname() == b.opts.ip_or_hostname()
         && a.opts.tcp_port() == b.opts.tcp_port()
         && a.opts.socket() == b.opts.socket()
@@ -332,9 +332,7 @@ impl Reader {
         let _ = done.send(Done::Finished { route: self.route, chunks: seq });
         Ok(())
     }
-}
 
-impl Reader {
     /// Finds chunk bounds in the snapshot and hands out one
     /// `REPLACE ... SELECT` per chunk. The last chunk is open-ended, so rows
     /// added since the snapshot beyond its last key are copied too.

@@ -202,17 +202,11 @@ async fn clean_up(ctx: &Context, obj: &OnlineDDL, status: &OnlineDDLStatus) -> R
     if let Some(sentry) = in_flight {
         let sentry_table = TableName::new(&obj.spec.database, &sentry);
         if table::recover(&mut conn, &t, &shadow, &sentry_table).await? == Recovered::Swapped {
-            let old = sql::old_name_of_sentry(&obj.spec.table, &sentry)
-                .ok_or_else(|| DdlError::Inconsistent(format!("{sentry} is not a sentry name")))?;
-            table::retire_original(&mut conn, &sentry_table, &TableName::new(&obj.spec.database, &old)).await?;
-            return Ok(Cleaned::Swapped(old));
+            return Ok(Cleaned::Swapped(table::finish_swap(&mut conn, &t, &sentry).await?));
         }
     }
     let existed = table::exists(&mut conn, &shadow).await?;
-    use mysql_async::prelude::Queryable;
-    conn.query_drop(sql::drop_table(&shadow))
-        .await
-        .map_err(|source| DdlError::Sql { what: format!("dropping {shadow}"), source })?;
+    table::drop_table(&mut conn, &shadow).await?;
     let _ = conn.disconnect().await;
     Ok(if existed { Cleaned::ShadowDropped } else { Cleaned::Nothing })
 }
@@ -243,10 +237,7 @@ async fn retire_old_table(ctx: &Context, obj: &OnlineDDL, mut status: OnlineDDLS
     };
     let old_table = TableName::new(&obj.spec.database, &old);
     let mut conn = endpoint.connect_raw().await.map_err(DdlError::from)?;
-    use mysql_async::prelude::Queryable;
-    conn.query_drop(sql::drop_table(&old_table))
-        .await
-        .map_err(|source| DdlError::Sql { what: format!("dropping {old_table}"), source })?;
+    table::drop_table(&mut conn, &old_table).await?;
     let _ = conn.disconnect().await;
     status.old_table_dropped_time = Some(crate::k8s::conditions::now());
     let message = format!("dropped {old_table} after {} s", obj.spec.retain_old_table_seconds);

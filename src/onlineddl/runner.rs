@@ -58,7 +58,14 @@ pub async fn run(ctx: Arc<Context>, obj: OnlineDDL, stop: CancellationToken) {
             return;
         }
         match r.pass().await {
-            Ok(Flow::Continue) => r.failures = 0,
+            Ok(Flow::Continue) => {
+                if r.failures > 0 {
+                    // The Retrying condition is history now.
+                    r.failures = 0;
+                    let step = r.step().as_str();
+                    r.set(&[Desired::new(SUCCEEDED, UNKNOWN, "InProgress", format!("{step}; recovered"))]);
+                }
+            }
             Ok(Flow::Done) => return,
             Err(e) if e.is_permanent() => {
                 r.fail(&e).await;
@@ -70,9 +77,8 @@ pub async fn run(ctx: Arc<Context>, obj: OnlineDDL, stop: CancellationToken) {
                 let wait = crate::operator::context::backoff_delay(r.failures).min(Duration::from_secs(30));
                 tracing::warn!(onlineddl = %r.obj.name_any(), error = %e, label = e.metric_label(), retry_in = ?wait, "pass failed");
                 r.ctx.metrics.failures.with_label_values(&["OnlineDDL", e.metric_label()]).inc();
-                let step = r.step();
-                let (outcome, reason) = (SUCCEEDED, "Retrying");
-                r.set(&[Desired::new(outcome, UNKNOWN, reason, format!("{}: {e}; retrying", step.as_str()))]);
+                let step = r.step().as_str();
+                r.set(&[Desired::new(SUCCEEDED, UNKNOWN, "Retrying", format!("{step}: {e}; retrying"))]);
                 let _ = r.persist().await;
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
@@ -190,13 +196,17 @@ impl Runner {
         Ok(access::primary(&self.ctx.client, &self.namespace, &self.obj.spec.cluster).await?)
     }
 
+    /// A plain session on the cluster's primary.
+    async fn connect(&self) -> Result<mysql_async::Conn, DdlError> {
+        Ok(self.endpoint().await?.connect_raw().await?)
+    }
+
     /// Validate against the server, create and alter the shadow table, and
     /// take the instant path when it is allowed and possible.
     async fn prepare(&mut self) -> Result<Flow, DdlError> {
         let spec = self.obj.spec.clone();
         let (table, shadow) = (self.table(), self.shadow());
-        let endpoint = self.endpoint().await?;
-        let mut conn = endpoint.connect_raw().await?;
+        let mut conn = self.connect().await?;
         if !table::exists(&mut conn, &table).await? {
             return Err(DdlError::Invalid(format!("table {table} does not exist")));
         }
@@ -206,7 +216,7 @@ impl Runner {
         if let Some(before) = self.status.instant_from.clone()
             && before != definition
         {
-            conn.query_drop_ddl(&shadow).await?;
+            table::drop_table(&mut conn, &shadow).await?;
             return self.completed_instantly(&table).await;
         }
         // postponeCompletion also holds an instant change: the moment the
@@ -244,11 +254,11 @@ impl Runner {
             }
             match outcome {
                 Instant::Done => {
-                    conn.query_drop_ddl(&shadow).await?;
+                    table::drop_table(&mut conn, &shadow).await?;
                     return self.completed_instantly(&table).await;
                 }
                 Instant::NotCapable(why) if spec.strategy == Strategy::Instant => {
-                    conn.query_drop_ddl(&shadow).await?;
+                    table::drop_table(&mut conn, &shadow).await?;
                     self.status.shadow_table = None;
                     return Err(DdlError::Invalid(format!(
                         "strategy instant, but the change cannot be instant: {why}"
@@ -267,7 +277,7 @@ impl Runner {
             }
         }
         if let Err(e) = check_shadow_path(&mut conn, &table, &shadow, &spec.alter).await {
-            conn.query_drop_ddl(&shadow).await?;
+            table::drop_table(&mut conn, &shadow).await?;
             self.status.shadow_table = None;
             return Err(e);
         }
@@ -383,6 +393,16 @@ impl Runner {
         }
     }
 
+    /// Where an engine phase resumes: the checkpoint and the engine, or None
+    /// when the primary changed and the copy starts over.
+    async fn resume(&mut self) -> Result<Option<(Checkpoint, Arc<Prepared>)>, DdlError> {
+        if !self.same_source().await? {
+            return Ok(None);
+        }
+        let cp = self.checkpoint()?;
+        Ok(Some((cp, self.engine().await?.prepared.clone())))
+    }
+
     fn checkpoint(&self) -> Result<Checkpoint, DdlError> {
         match &self.status.checkpoint {
             None => Ok(Checkpoint::default()),
@@ -433,18 +453,13 @@ impl Runner {
     }
 
     async fn copy(&mut self) -> Result<Flow, DdlError> {
-        if !self.same_source().await? {
-            return Ok(Flow::Continue);
-        }
-        let cp = self.checkpoint()?;
-        let prepared = self.engine().await?.prepared.clone();
+        let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
         let (latest, reporter) = reporter();
         let Some(cp) = self.drive(&latest, prepared.copy(cp, &reporter)).await? else { return Ok(Flow::Done) };
         self.status.checkpoint = serde_json::to_value(&cp).ok();
         if !self.status.deferred_indexes.is_empty() {
             // Before the apply and checksum touch the shadow again.
-            let endpoint = self.endpoint().await?;
-            let mut conn = endpoint.connect_raw().await?;
+            let mut conn = self.connect().await?;
             table::restore_indexes(&mut conn, &self.shadow(), &self.status.deferred_indexes).await?;
             let _ = conn.disconnect().await;
         }
@@ -454,11 +469,7 @@ impl Runner {
     }
 
     async fn verify(&mut self) -> Result<Flow, DdlError> {
-        if !self.same_source().await? {
-            return Ok(Flow::Continue);
-        }
-        let cp = self.checkpoint()?;
-        let prepared = self.engine().await?.prepared.clone();
+        let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
         let (latest, reporter) = reporter();
         let Some(cp) = self.drive(&latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
             return Ok(Flow::Done);
@@ -496,11 +507,7 @@ impl Runner {
         if let Some(sentry) = self.status.cutover.as_ref().and_then(|c| c.in_flight.clone()) {
             return self.settle(&sentry).await;
         }
-        if !self.same_source().await? {
-            return Ok(Flow::Continue);
-        }
-        let cp = self.checkpoint()?;
-        let prepared = self.engine().await?.prepared.clone();
+        let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
         let (latest, reporter) = reporter();
         let started = tokio::time::Instant::now();
         let Some(cp) = self.drive(&latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
@@ -662,8 +669,7 @@ impl Runner {
 
     /// Finishes an attempt a stopped task left under way.
     async fn settle(&mut self, sentry_name: &str) -> Result<Flow, DdlError> {
-        let endpoint = self.endpoint().await?;
-        let mut conn = endpoint.connect_raw().await?;
+        let mut conn = self.connect().await?;
         let sentry = TableName::new(&self.obj.spec.database, sentry_name);
         let outcome = table::recover(&mut conn, &self.table(), &self.shadow(), &sentry).await?;
         let _ = conn.disconnect().await;
@@ -681,12 +687,8 @@ impl Runner {
     }
 
     async fn completed(&mut self, swapped: &str, stall: Option<Duration>) -> Result<(), DdlError> {
-        let old = sql::old_name_of_sentry(&self.obj.spec.table, swapped)
-            .ok_or_else(|| DdlError::Inconsistent(format!("{swapped} is not a sentry name of {}", self.table())))?;
-        let endpoint = self.endpoint().await?;
-        let mut conn = endpoint.connect_raw().await?;
-        let db = &self.obj.spec.database;
-        table::retire_original(&mut conn, &TableName::new(db, swapped), &TableName::new(db, &old)).await?;
+        let mut conn = self.connect().await?;
+        let old = table::finish_swap(&mut conn, &self.table(), swapped).await?;
         let _ = conn.disconnect().await;
         let old = old.as_str();
         let mut record = self.status.cutover.clone().unwrap_or_default();
@@ -718,9 +720,8 @@ impl Runner {
         let invalid = matches!(e, DdlError::Invalid(_));
         let reason = if invalid { conditions::REASON_INVALID_SPEC } else { "Failed" };
         if self.status.shadow_table.is_some()
-            && let Ok(endpoint) = self.endpoint().await
-            && let Ok(mut conn) = endpoint.connect_raw().await
-            && conn.query_drop_ddl(&self.shadow()).await.is_ok()
+            && let Ok(mut conn) = self.connect().await
+            && table::drop_table(&mut conn, &self.shadow()).await.is_ok()
         {
             self.status.shadow_table = None;
         }
@@ -782,19 +783,6 @@ pub fn server_id(uid: &str) -> u32 {
         h = h.wrapping_mul(0x0100_0193);
     }
     1_000_000_000 + h % 1_000_000_000
-}
-
-/// `DROP TABLE IF EXISTS`, as a method so the cleanup paths read plainly.
-trait DropTable {
-    async fn query_drop_ddl(&mut self, table: &TableName) -> Result<(), DdlError>;
-}
-
-impl DropTable for mysql_async::Conn {
-    async fn query_drop_ddl(&mut self, table: &TableName) -> Result<(), DdlError> {
-        use super::error::Doing;
-        use mysql_async::prelude::Queryable;
-        self.query_drop(sql::drop_table(table)).await.doing(|| format!("dropping {table}"))
-    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,11 @@ use super::sql::{self, LockView};
 use crate::movement::TableName;
 use crate::mysql::Flavor;
 
+/// `DROP TABLE IF EXISTS`.
+pub async fn drop_table(conn: &mut Conn, table: &TableName) -> Result<(), DdlError> {
+    conn.query_drop(sql::drop_table(table)).await.doing(|| format!("dropping {table}"))
+}
+
 pub async fn exists(conn: &mut Conn, table: &TableName) -> Result<bool, DdlError> {
     let row: Option<String> =
         conn.query_first(sql::table_comment(table)).await.doing(|| format!("looking up {table}"))?;
@@ -69,7 +74,7 @@ pub async fn prepare_shadow(
     shadow: &TableName,
     clause: &str,
 ) -> Result<(), DdlError> {
-    conn.query_drop(sql::drop_table(shadow)).await.doing(|| format!("dropping {shadow}"))?;
+    drop_table(conn, shadow).await?;
     conn.query_drop(sql::create_shadow(table, shadow)).await.doing(|| format!("creating {shadow}"))?;
     if let Err(e) = conn.query_drop(sql::alter(shadow, clause)).await {
         let _ = conn.query_drop(sql::drop_table(shadow)).await;
@@ -132,10 +137,10 @@ pub async fn restore_indexes(conn: &mut Conn, shadow: &TableName, definitions: &
 /// clause the server refuses outright is `Invalid`.
 pub async fn instant_capable(conn: &mut Conn, table: &TableName, clause: &str) -> Result<bool, DdlError> {
     let probe = TableName::new(&table.schema, &format!("_{}_probe", table.table));
-    conn.query_drop(sql::drop_table(&probe)).await.doing(|| format!("dropping {probe}"))?;
+    drop_table(conn, &probe).await?;
     conn.query_drop(sql::create_shadow(table, &probe)).await.doing(|| format!("creating {probe}"))?;
     let tried = conn.query_drop(sql::alter_instant(&probe, clause)).await;
-    conn.query_drop(sql::drop_table(&probe)).await.doing(|| format!("dropping {probe}"))?;
+    drop_table(conn, &probe).await?;
     match tried {
         Ok(()) => Ok(true),
         Err(mysql_async::Error::Server(s)) if sql::is_not_instant(s.code) => Ok(false),
@@ -247,7 +252,7 @@ pub async fn drop_sentry(conn: &mut Conn, sentry: &TableName) -> Result<bool, Dd
         conn.query_first(sql::table_comment(sentry)).await.doing(|| format!("looking up {sentry}"))?;
     match comment {
         Some(c) if c == sql::SENTRY_COMMENT => {
-            conn.query_drop(sql::drop_table(sentry)).await.doing(|| format!("dropping sentry {sentry}"))?;
+            drop_table(conn, sentry).await?;
             Ok(true)
         }
         Some(_) => {
@@ -314,9 +319,19 @@ pub async fn recover(
     }
 }
 
+/// After a swap: gives the original, which carries the sentry's name, its
+/// old-table name (`_<t>_old_<ts>`), and returns that name.
+pub async fn finish_swap(conn: &mut Conn, table: &TableName, sentry: &str) -> Result<String, DdlError> {
+    let old = sql::old_name_of_sentry(&table.table, sentry)
+        .ok_or_else(|| DdlError::Inconsistent(format!("{sentry} is not a sentry name of {table}")))?;
+    let db = &table.schema;
+    retire_original(conn, &TableName::new(db, sentry), &TableName::new(db, &old)).await?;
+    Ok(old)
+}
+
 /// Gives the original, which the swap left under the sentry's name, its
 /// old-table name. Repeatable: done already is fine.
-pub async fn retire_original(conn: &mut Conn, swapped: &TableName, old: &TableName) -> Result<(), DdlError> {
+async fn retire_original(conn: &mut Conn, swapped: &TableName, old: &TableName) -> Result<(), DdlError> {
     let comment: Option<String> =
         conn.query_first(sql::table_comment(swapped)).await.doing(|| format!("looking up {swapped}"))?;
     match comment {

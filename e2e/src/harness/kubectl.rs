@@ -32,6 +32,21 @@ pub fn kubectl(args: &[&str]) -> anyhow::Result<String> {
     run(args, None)
 }
 
+/// One key of a Secret, decoded (`base64 -d`, as a person would).
+pub fn secret_value(namespace: &str, secret: &str, key: &str) -> anyhow::Result<String> {
+    let b64 = kubectl(&["get", "secret", secret, "-n", namespace, "-o", &format!("jsonpath={{.data.{key}}}")])?;
+    let mut child = Command::new("base64")
+        .arg("-d")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running base64")?;
+    child.stdin.take().expect("stdin is piped").write_all(b64.trim().as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(out.status.success(), "{secret}/{key} is not base64");
+    Ok(String::from_utf8(out.stdout)?)
+}
+
 /// kubectl with `input` on stdin (for `apply -f -`).
 pub fn kubectl_stdin(args: &[&str], input: &str) -> anyhow::Result<String> {
     run(args, Some(input))

@@ -21,7 +21,6 @@ pub type Image = (i64, Option<String>);
 pub struct ModelWriter {
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
-    errors: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<Model>,
 }
 
@@ -63,9 +62,8 @@ impl ModelWriter {
     pub fn start(ip: &str, user: &str, password: &str, table: &str, model: Model, interval: Duration) -> ModelWriter {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(AtomicU64::new(0));
         let (ip, user, password, table) = (ip.to_string(), user.to_string(), password.to_string(), table.to_string());
-        let (stop2, acked2, errors2) = (stop.clone(), acked.clone(), errors.clone());
+        let (stop2, acked2) = (stop.clone(), acked.clone());
         let task = tokio::spawn(async move {
             let mut model = model;
             let mut next_id = model.rows.keys().next_back().copied().unwrap_or(0) + 1;
@@ -121,7 +119,6 @@ impl ModelWriter {
                     }
                     _ => {
                         model.uncertain.insert(id);
-                        errors2.fetch_add(1, Ordering::Relaxed);
                         conn = None;
                     }
                 }
@@ -129,25 +126,15 @@ impl ModelWriter {
             }
             model
         });
-        ModelWriter { stop, acked, errors, task }
+        ModelWriter { stop, acked, task }
     }
 
     pub fn acked(&self) -> u64 {
         self.acked.load(Ordering::Relaxed)
     }
 
-    pub fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
-    }
-
     pub async fn wait_for_progress(&self, more: u64, timeout: Duration) -> anyhow::Result<()> {
-        let target = self.acked() + more;
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.acked() < target {
-            anyhow::ensure!(tokio::time::Instant::now() < deadline, "the writer made no progress within {timeout:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+        super::wait::count_grows("the writer", || self.acked(), more, timeout).await
     }
 
     pub async fn stop(self) -> anyhow::Result<Model> {

@@ -57,6 +57,18 @@ where
     }
 }
 
+/// Waits until `count()` has grown by `more` (a writer's acknowledged
+/// commits, say), failing after `timeout`.
+pub async fn count_grows(what: &str, count: impl Fn() -> u64, more: u64, timeout: Duration) -> anyhow::Result<()> {
+    let target = count() + more;
+    let deadline = Instant::now() + timeout;
+    while count() < target {
+        anyhow::ensure!(Instant::now() < deadline, "{what} made no progress within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 /// Assert that `check` holds at every poll for the whole `window`: for
 /// "stays Pending" style claims.
 pub fn holds_for(

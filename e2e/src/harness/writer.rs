@@ -106,13 +106,7 @@ impl Writer {
     /// Waits until `more` further commits are acknowledged: the cluster takes
     /// writes again.
     pub async fn wait_for_progress(&self, more: u64, timeout: Duration) -> anyhow::Result<()> {
-        let target = self.acked_so_far() + more;
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.acked_so_far() < target {
-            anyhow::ensure!(tokio::time::Instant::now() < deadline, "the writer made no progress within {timeout:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+        super::wait::count_grows("the writer", || self.acked_so_far(), more, timeout).await
     }
 
     /// Stops and returns the acknowledged ids.
