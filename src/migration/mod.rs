@@ -1,5 +1,6 @@
 //! Migration: move databases between servers, ending in a guarded switch.
 
+pub mod accounts;
 pub mod api;
 pub mod controller;
 pub mod validate;

@@ -100,6 +100,12 @@ pub fn classify(default_schema: &str, query: &str, moved: &[TableName]) -> State
         return Statement::End;
     }
     let lower = q.to_ascii_lowercase();
+    // Triggers change no rows by being created or dropped, and in ROW
+    // format what they do is logged as row events. A Migration's write
+    // fence is made of them.
+    if is_trigger_ddl(&lower) {
+        return Statement::Other;
+    }
     for t in moved {
         let in_schema =
             default_schema.eq_ignore_ascii_case(&t.schema) || mentions(&lower, &t.schema.to_ascii_lowercase());
@@ -108,6 +114,19 @@ pub fn classify(default_schema: &str, query: &str, moved: &[TableName]) -> State
         }
     }
     Statement::Other
+}
+
+/// `CREATE [OR REPLACE] [DEFINER=...] TRIGGER ...` or `DROP TRIGGER ...`.
+fn is_trigger_ddl(lower: &str) -> bool {
+    let mut words = lower.split_whitespace();
+    match words.next() {
+        Some("drop") => words.next() == Some("trigger"),
+        Some("create") => words
+            .take(4)
+            .take_while(|w| *w == "or" || *w == "replace" || w.starts_with("definer") || *w == "trigger")
+            .any(|w| w == "trigger"),
+        _ => false,
+    }
 }
 
 /// `name` occurs in `text` as a whole identifier.
@@ -461,6 +480,19 @@ mod tests {
             "another schema's orders"
         );
         assert_eq!(classify("shop", "CREATE TABLE t (id INT)", &moved), Statement::Other);
+    }
+
+    #[test]
+    fn trigger_ddl_on_moved_tables_is_harmless() {
+        let moved = [TableName::new("shop", "orders")];
+        let create = "CREATE DEFINER=`root`@`localhost` TRIGGER `shop`.`sy_fence_ins` BEFORE INSERT ON `shop`.`orders` FOR EACH ROW SIGNAL SQLSTATE '45000'";
+        assert_eq!(classify("shop", create, &moved), Statement::Other);
+        assert_eq!(classify("shop", "DROP TRIGGER IF EXISTS `shop`.`orders_bi`", &moved), Statement::Other);
+        assert_eq!(
+            classify("shop", "CREATE TABLE orders_trigger LIKE orders", &moved),
+            Statement::TouchesMoved("shop.orders".into()),
+            "a table named like a trigger is still DDL"
+        );
     }
 
     #[test]

@@ -96,43 +96,32 @@ impl Step {
     }
 }
 
-/// What to do about the cut-over on this pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Cutover {
-    /// Held by `spec.postponeCompletion`.
-    Postponed,
-    /// `maxAttempts` used up; waiting for `spec.cutover.retry` to change.
-    Exhausted,
-    /// The apply trails by more than `maxLagSeconds`.
-    LagTooHigh { lag: Duration },
-    /// Backing off after a failed attempt.
-    Wait { until: Timestamp },
-    /// Start an attempt now.
-    Attempt,
+/// What to do about the cut-over on this pass: the shared gate's decision.
+pub use crate::operator::attempts::Decision as Cutover;
+use crate::operator::attempts::{self, Policy, Record};
+
+fn policy(spec: &OnlineDDLSpec) -> Policy {
+    let c = &spec.cutover;
+    Policy {
+        postponed: spec.postpone_completion,
+        max_attempts: c.max_attempts,
+        max_lag: attempts::seconds(c.max_lag_seconds),
+        backoff: attempts::seconds(c.backoff_seconds),
+        retry: c.retry,
+    }
+}
+
+fn record(status: &CutoverStatus) -> Record {
+    Record { attempts: status.attempts, retry: status.retry, next_attempt: status.next_attempt_time.as_ref().map(|t| t.0) }
 }
 
 /// The cut-over decision. `status` is the attempt record; a `spec.cutover.retry`
 /// different from the one it counts for re-arms (see [`rearmed`]).
 pub fn cutover(spec: &OnlineDDLSpec, status: &CutoverStatus, lag: Duration, now: Timestamp) -> Cutover {
-    if spec.postpone_completion {
-        return Cutover::Postponed;
-    }
-    let status = rearmed(&spec.cutover, status);
-    if status.attempts >= spec.cutover.max_attempts.max(1) {
-        return Cutover::Exhausted;
-    }
-    if lag > Duration::from_secs(spec.cutover.max_lag_seconds.max(0) as u64) {
-        return Cutover::LagTooHigh { lag };
-    }
-    match status.next_attempt_time.as_ref().map(|t| t.0) {
-        Some(until) if until > now => Cutover::Wait { until },
-        _ => Cutover::Attempt,
-    }
+    attempts::decide(&policy(spec), &record(status), lag, now)
 }
 
-/// The attempt record under the current `spec.cutover.retry`: a new value
-/// starts a fresh count; the same value (a GitOps tool re-applying the same
-/// manifest) changes nothing.
+/// The attempt record under the current `spec.cutover.retry`.
 pub fn rearmed(policy: &CutoverPolicy, status: &CutoverStatus) -> CutoverStatus {
     if policy.retry == status.retry {
         return status.clone();
@@ -140,15 +129,11 @@ pub fn rearmed(policy: &CutoverPolicy, status: &CutoverStatus) -> CutoverStatus 
     CutoverStatus { attempts: 0, next_attempt_time: None, retry: policy.retry, ..status.clone() }
 }
 
-/// Longest wait between attempts.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub use attempts::MAX_BACKOFF;
 
-/// The wait after failed attempt number `attempts` (1-based): `backoff`,
-/// doubling per attempt, capped at [`MAX_BACKOFF`].
+/// The wait after failed attempt number `attempts` (1-based).
 pub fn backoff(policy: &CutoverPolicy, attempts: i32) -> Duration {
-    let base = Duration::from_secs(policy.backoff_seconds.max(0) as u64);
-    let doublings = (attempts - 1).clamp(0, 16) as u32;
-    base.saturating_mul(2u32.pow(doublings)).min(MAX_BACKOFF)
+    attempts::backoff(attempts::seconds(policy.backoff_seconds), attempts)
 }
 
 #[cfg(test)]

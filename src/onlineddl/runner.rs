@@ -6,7 +6,7 @@
 //! task resumes from the status (the engine's checkpoint included), and an
 //! attempt that was under way is settled first (`table::recover`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -29,14 +29,13 @@ use crate::k8s::conditions::{self, Desired, FALSE, TRUE, UNKNOWN};
 use crate::k8s::status::apply_status;
 use crate::movement::apply::Until;
 use crate::movement::{
-    Checkpoint, ColumnMapping, Endpoint, Job, Options, Prepared, Report, Reporter, TableMapping, TableName,
+    Checkpoint, ColumnMapping, Endpoint, Job, Options, Prepared, TableMapping, TableName,
     TargetTable, schema,
 };
 use crate::mysql::Flavor;
 use crate::operator::context::Context;
+use crate::operator::task::{self, Reported};
 
-/// How often status is written while the engine works.
-const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Pause between sync passes while nothing else is due.
 const IDLE: Duration = Duration::from_millis(500);
 
@@ -115,11 +114,25 @@ struct Engine {
     server_id: i64,
 }
 
-/// What the engine's callbacks last reported, for the next status write.
-#[derive(Default)]
-struct Latest {
-    checkpoint: Option<Checkpoint>,
-    progress: Option<Progress>,
+impl Reported for Runner {
+    type Error = DdlError;
+
+    fn stop(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    fn record(&mut self, checkpoint: Option<Checkpoint>, progress: Option<Progress>) {
+        if let Some(cp) = checkpoint {
+            self.status.checkpoint = serde_json::to_value(&cp).ok();
+        }
+        if progress.is_some() {
+            self.status.progress = progress;
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), DdlError> {
+        self.persist().await
+    }
 }
 
 impl Runner {
@@ -342,7 +355,7 @@ impl Runner {
                     // slower than one (bench/onlineddl.sh).
                     workers: 1,
                     throttle: self.obj.spec.throttle.clone(),
-                    server_id: server_id(&self.obj.uid().unwrap_or_default()),
+                    server_id: task::reader_server_id(&self.obj.uid().unwrap_or_default()),
                     ..Options::default()
                 },
             };
@@ -404,58 +417,13 @@ impl Runner {
     }
 
     fn checkpoint(&self) -> Result<Checkpoint, DdlError> {
-        match &self.status.checkpoint {
-            None => Ok(Checkpoint::default()),
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| DdlError::Inconsistent(format!("status.checkpoint is unreadable: {e}"))),
-        }
-    }
-
-    fn absorb(&mut self, latest: &Mutex<Latest>) {
-        let mut l = latest.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(cp) = l.checkpoint.take() {
-            self.status.checkpoint = serde_json::to_value(&cp).ok();
-        }
-        if let Some(p) = l.progress.take() {
-            self.status.progress = Some(p);
-        }
-    }
-
-    /// Runs an engine phase, writing its checkpoint and progress to status
-    /// every second. `None` when the task was told to stop.
-    async fn drive<T>(
-        &mut self,
-        latest: &Arc<Mutex<Latest>>,
-        work: impl Future<Output = crate::movement::Result<T>>,
-    ) -> Result<Option<T>, DdlError> {
-        tokio::pin!(work);
-        let mut tick = tokio::time::interval(FLUSH_EVERY);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                r = &mut work => {
-                    self.absorb(latest);
-                    return Ok(Some(r?));
-                }
-                _ = tick.tick() => {
-                    self.absorb(latest);
-                    if let Err(e) = self.persist().await {
-                        tracing::warn!(error = %e, "could not write progress");
-                    }
-                }
-                () = self.stop.cancelled() => {
-                    self.absorb(latest);
-                    let _ = self.persist().await;
-                    return Ok(None);
-                }
-            }
-        }
+        task::checkpoint_from(self.status.checkpoint.as_ref()).map_err(DdlError::Inconsistent)
     }
 
     async fn copy(&mut self) -> Result<Flow, DdlError> {
         let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
-        let (latest, reporter) = reporter();
-        let Some(cp) = self.drive(&latest, prepared.copy(cp, &reporter)).await? else { return Ok(Flow::Done) };
+        let (latest, reporter) = task::reporter();
+        let Some(cp) = task::drive(self, &latest, prepared.copy(cp, &reporter)).await? else { return Ok(Flow::Done) };
         self.status.checkpoint = serde_json::to_value(&cp).ok();
         if !self.status.deferred_indexes.is_empty() {
             // Before the apply and checksum touch the shadow again.
@@ -470,11 +438,11 @@ impl Runner {
 
     async fn verify(&mut self) -> Result<Flow, DdlError> {
         let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
-        let (latest, reporter) = reporter();
-        let Some(cp) = self.drive(&latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
+        let (latest, reporter) = task::reporter();
+        let Some(cp) = task::drive(self, &latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
             return Ok(Flow::Done);
         };
-        let Some((cp, report)) = self.drive(&latest, prepared.verify(cp, &reporter)).await? else {
+        let Some((cp, report)) = task::drive(self, &latest, prepared.verify(cp, &reporter)).await? else {
             return Ok(Flow::Done);
         };
         self.status.checkpoint = serde_json::to_value(&cp).ok();
@@ -508,9 +476,9 @@ impl Runner {
             return self.settle(&sentry).await;
         }
         let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
-        let (latest, reporter) = reporter();
+        let (latest, reporter) = task::reporter();
         let started = tokio::time::Instant::now();
-        let Some(cp) = self.drive(&latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
+        let Some(cp) = task::drive(self, &latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
             return Ok(Flow::Done);
         };
         // Everything committed when the pass began is applied: the apply
@@ -591,10 +559,7 @@ impl Runner {
     }
 
     async fn idle(&self, d: Duration) {
-        tokio::select! {
-            () = tokio::time::sleep(d) => {}
-            () = self.stop.cancelled() => {}
-        }
+        task::idle(&self.stop, d).await;
     }
 
     async fn attempt(&mut self, cp: Checkpoint) -> Result<Flow, DdlError> {
@@ -628,7 +593,7 @@ impl Runner {
             sentry: &sentry,
             lock_wait: Duration::from_secs(spec.cutover.lock_wait_timeout_seconds.max(1) as u64),
         };
-        let (_latest, reporter) = reporter();
+        let (_latest, reporter) = task::reporter();
         match cutover::attempt(&a, &prepared, cp, &reporter).await? {
             Outcome::Swapped { stall, checkpoint } => {
                 self.status.checkpoint = serde_json::to_value(&checkpoint).ok();
@@ -758,42 +723,4 @@ async fn check_shadow_path(
         )));
     }
     Ok(())
-}
-
-fn reporter() -> (Arc<Mutex<Latest>>, Reporter) {
-    let latest = Arc::new(Mutex::new(Latest::default()));
-    let l = latest.clone();
-    let reporter: Reporter = Arc::new(move |r| {
-        let mut l = l.lock().unwrap_or_else(|p| p.into_inner());
-        match r {
-            Report::Checkpoint(cp) => l.checkpoint = Some(cp),
-            Report::Progress(p) => l.progress = Some(p),
-        }
-    });
-    (latest, reporter)
-}
-
-/// The binary log reader's own server_id: stable per resource (a restarted task
-/// replaces its predecessor's stream) and far from the clusters' own ids.
-pub fn server_id(uid: &str) -> u32 {
-    // FNV-1a: stable across releases, unlike the std hasher.
-    let mut h: u32 = 0x811c_9dc5;
-    for b in uid.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    1_000_000_000 + h % 1_000_000_000
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_ids_are_stable_and_out_of_the_clusters_range() {
-        let a = server_id("4b0f6c1e-0000-4000-8000-000000000001");
-        assert_eq!(a, server_id("4b0f6c1e-0000-4000-8000-000000000001"));
-        assert_ne!(a, server_id("4b0f6c1e-0000-4000-8000-000000000002"));
-        assert!((1_000_000_000..2_000_000_000).contains(&a));
-    }
 }

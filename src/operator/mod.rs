@@ -1,12 +1,14 @@
 //! The operator process: leader election, one controller per kind, metrics
 //! and health endpoints, graceful shutdown.
 
+pub mod attempts;
 pub mod context;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod outcome;
 pub mod spec_check;
+pub mod task;
 pub mod workers;
 
 use std::fmt::Debug;

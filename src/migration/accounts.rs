@@ -1,0 +1,1 @@
+//! Accounts: placeholder, being written.

@@ -1,0 +1,143 @@
+//! What every long-running task (an OnlineDDL, a Migration) does around the
+//! engine: collect its reports, write them to status every second, stop
+//! when told. The task's own state machine stays in its runner.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::Progress;
+use crate::movement::{Checkpoint, MovementError, Report, Reporter};
+
+/// How often status is written while the engine works.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// What the engine's callbacks last reported, for the next status write.
+#[derive(Default)]
+pub struct Latest {
+    checkpoint: Option<Checkpoint>,
+    progress: Option<Progress>,
+}
+
+/// A reporter that keeps the latest checkpoint and progress. The engine
+/// calls it from its own tasks, so it only stores.
+pub fn reporter() -> (Arc<Mutex<Latest>>, Reporter) {
+    let latest = Arc::new(Mutex::new(Latest::default()));
+    let l = latest.clone();
+    let reporter: Reporter = Arc::new(move |r| {
+        let mut l = l.lock().unwrap_or_else(|p| p.into_inner());
+        match r {
+            Report::Checkpoint(cp) => l.checkpoint = Some(cp),
+            Report::Progress(p) => l.progress = Some(p),
+        }
+    });
+    (latest, reporter)
+}
+
+/// A runner whose status takes the engine's reports.
+pub trait Reported {
+    type Error: From<MovementError>;
+    fn stop(&self) -> &CancellationToken;
+    /// Puts what was reported into the status in memory.
+    fn record(&mut self, checkpoint: Option<Checkpoint>, progress: Option<Progress>);
+    /// Writes the status.
+    fn flush(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+fn absorb<R: Reported>(r: &mut R, latest: &Mutex<Latest>) {
+    let mut l = latest.lock().unwrap_or_else(|p| p.into_inner());
+    let (cp, p) = (l.checkpoint.take(), l.progress.take());
+    drop(l);
+    if cp.is_some() || p.is_some() {
+        r.record(cp, p);
+    }
+}
+
+/// Runs an engine phase, writing its checkpoint and progress to status
+/// every second. `None` when the task was told to stop.
+pub async fn drive<R: Reported, T>(
+    r: &mut R,
+    latest: &Arc<Mutex<Latest>>,
+    work: impl Future<Output = crate::movement::Result<T>>,
+) -> Result<Option<T>, R::Error> {
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.tick().await;
+    let stop = r.stop().clone();
+    loop {
+        tokio::select! {
+            out = &mut work => {
+                absorb(r, latest);
+                return Ok(Some(out?));
+            }
+            _ = tick.tick() => {
+                absorb(r, latest);
+                if r.flush().await.is_err() {
+                    tracing::warn!("could not write progress");
+                }
+            }
+            () = stop.cancelled() => {
+                absorb(r, latest);
+                let _ = r.flush().await;
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// Sleeps, or returns early when the task is told to stop.
+pub async fn idle(stop: &CancellationToken, d: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(d) => {}
+        () = stop.cancelled() => {}
+    }
+}
+
+/// The binary log reader's own server_id: stable per resource (a restarted task
+/// replaces its predecessor's stream) and far from the clusters' own ids.
+pub fn reader_server_id(uid: &str) -> u32 {
+    // FNV-1a: stable across releases, unlike the std hasher.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in uid.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    1_000_000_000 + h % 1_000_000_000
+}
+
+/// The checkpoint kept in a status as a free-form object.
+pub fn checkpoint_from(value: Option<&serde_json::Value>) -> Result<Checkpoint, String> {
+    match value {
+        None => Ok(Checkpoint::default()),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("status.checkpoint is unreadable: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_ids_are_stable_and_out_of_the_clusters_range() {
+        let a = reader_server_id("4b0f6c1e-0000-4000-8000-000000000001");
+        assert_eq!(a, reader_server_id("4b0f6c1e-0000-4000-8000-000000000001"));
+        assert_ne!(a, reader_server_id("4b0f6c1e-0000-4000-8000-000000000002"));
+        assert!((1_000_000_000..2_000_000_000).contains(&a));
+    }
+
+    #[test]
+    fn the_reporter_keeps_only_the_latest() {
+        let (latest, report) = reporter();
+        report(Report::Checkpoint(Checkpoint { applied: None, ..Default::default() }));
+        let second = Checkpoint { tables: vec![Default::default()], ..Default::default() };
+        report(Report::Checkpoint(second.clone()));
+        assert_eq!(latest.lock().unwrap().checkpoint.as_ref(), Some(&second));
+    }
+
+    #[test]
+    fn a_missing_checkpoint_starts_from_scratch() {
+        assert_eq!(checkpoint_from(None), Ok(Checkpoint::default()));
+        assert!(checkpoint_from(Some(&serde_json::json!({"phase": 7}))).unwrap_err().contains("unreadable"));
+    }
+}
