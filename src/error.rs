@@ -19,7 +19,7 @@ pub enum Error {
     Credentials { secret: String, reason: String },
 
     #[error("schema change: {0}")]
-    SchemaChange(#[from] crate::onlineddl::error::DdlError),
+    Work(#[from] crate::operator::work_error::WorkError),
 }
 
 impl Error {
@@ -30,7 +30,7 @@ impl Error {
             Error::NotNamespaced { .. } => "not_namespaced",
             Error::Build(_) => "build",
             Error::Credentials { .. } => "credentials",
-            Error::SchemaChange(e) => e.metric_label(),
+            Error::Work(e) => e.metric_label(),
         }
     }
 }

@@ -290,6 +290,25 @@ pub struct MigrationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
 
+    /// The tables being moved (`database.table`), fixed when the migration
+    /// starts: tables created on the source later are not moved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+
+    /// Where the copy and the change apply resume after a restart (the
+    /// data-movement engine's checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::k8s::schema::free_form_object")]
+    pub checkpoint: Option<serde_json::Value>,
+
+    /// `server_id` of the source server the binary log positions belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_server_id: Option<i64>,
+
+    /// When the switch completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+
     /// Binary log positions of the sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub positions: Option<Positions>,
@@ -398,4 +417,14 @@ pub struct SwitchReport {
     /// Endpoint applications use after the switch (host:port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_endpoint: Option<String>,
+    /// When the attempt in flight fenced the source's writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced_at: Option<Time>,
+    /// The source's binary log position taken under the fence: everything
+    /// the source acknowledged before the fence is at or before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_position: Option<String>,
+    /// The data-source generation this switch publishes in the ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
 }

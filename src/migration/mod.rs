@@ -3,6 +3,11 @@
 pub mod accounts;
 pub mod api;
 pub mod controller;
+pub mod datasource;
+pub mod fence;
+pub mod plan;
+pub mod runner;
+pub mod scope;
 pub mod validate;
 
 crate::impl_conditioned!(api::MigrationStatus);

@@ -12,7 +12,6 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::api::{OnlineDDL, OnlineDDLStatus};
-use super::error::DdlError;
 use super::plan::Step;
 use super::runner;
 use super::sql;
@@ -25,6 +24,7 @@ use crate::movement::TableName;
 use crate::operator::context::Context;
 use crate::operator::outcome::{namespace, record};
 use crate::operator::spec_check::{self, Transition};
+use crate::operator::work_error::WorkError;
 
 pub const SUCCEEDED: &str = "Succeeded";
 pub const READY_TO_COMPLETE: &str = "ReadyToComplete";
@@ -194,9 +194,9 @@ async fn clean_up(ctx: &Context, obj: &OnlineDDL, status: &OnlineDDLStatus) -> R
     let endpoint = match access::primary(&ctx.client, &ns, &obj.spec.cluster).await {
         Ok(e) => e,
         Err(Unavailable::NoCluster(_)) => return Ok(Cleaned::Nothing),
-        Err(e) => return Err(DdlError::from(e).into()),
+        Err(e) => return Err(WorkError::from(e).into()),
     };
-    let mut conn = endpoint.connect_raw().await.map_err(DdlError::from)?;
+    let mut conn = endpoint.connect_raw().await.map_err(WorkError::from)?;
     let t = TableName::new(&obj.spec.database, &obj.spec.table);
     let shadow = TableName::new(&obj.spec.database, &sql::shadow_name(&obj.spec.table));
     if let Some(sentry) = in_flight {
@@ -236,7 +236,7 @@ async fn retire_old_table(ctx: &Context, obj: &OnlineDDL, mut status: OnlineDDLS
         }
     };
     let old_table = TableName::new(&obj.spec.database, &old);
-    let mut conn = endpoint.connect_raw().await.map_err(DdlError::from)?;
+    let mut conn = endpoint.connect_raw().await.map_err(WorkError::from)?;
     table::drop_table(&mut conn, &old_table).await?;
     let _ = conn.disconnect().await;
     status.old_table_dropped_time = Some(crate::k8s::conditions::now());

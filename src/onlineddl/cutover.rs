@@ -22,13 +22,13 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::time::Instant;
 
-use super::error::{DdlError, Doing};
 use super::sql::{self, LockView};
 use super::table;
 use crate::movement::TableName;
 use crate::movement::apply::Until;
 use crate::movement::{Checkpoint, Endpoint, Prepared, Reporter, snapshot};
 use crate::mysql::Flavor;
+use crate::operator::work_error::{Doing, WorkError};
 
 pub struct Attempt<'a> {
     pub endpoint: &'a Endpoint,
@@ -62,7 +62,7 @@ pub async fn attempt(
     engine: &Prepared,
     cp: Checkpoint,
     report: &Reporter,
-) -> Result<Outcome, DdlError> {
+) -> Result<Outcome, WorkError> {
     let mut ctl = a.endpoint.connect_raw().await?;
     let blockers = table::blockers(&mut ctl, a.lock_view, a.table).await?;
     if !blockers.is_empty() {
@@ -112,7 +112,7 @@ pub async fn attempt(
                 return Ok(Err(format!("the change apply did not reach the lock position within {lock_secs} s")));
             }
         };
-        Ok::<_, DdlError>(Ok(cp))
+        Ok::<_, WorkError>(Ok(cp))
     }
     .await;
     let synced = match outcome {
@@ -172,7 +172,7 @@ pub async fn attempt(
     }
     let _ = locker.query_drop("UNLOCK TABLES").await;
     let _ = locker.disconnect().await;
-    let result = swap.await.map_err(|e| DdlError::Inconsistent(format!("the swap task failed: {e}")))?;
+    let result = swap.await.map_err(|e| WorkError::Inconsistent(format!("the swap task failed: {e}")))?;
     let stall = locked_at.elapsed();
     match result {
         Ok(()) => Ok(Outcome::Swapped { stall, checkpoint: synced }),
@@ -200,7 +200,7 @@ async fn rollback(
     swap: Option<(u32, tokio::task::JoinHandle<Result<(), mysql_async::Error>>)>,
     a: &Attempt<'_>,
     locked_at: Instant,
-) -> Result<Duration, DdlError> {
+) -> Result<Duration, WorkError> {
     if locker.query_drop("UNLOCK TABLES").await.is_err() {
         // The server releases the locks of a closed connection.
         drop(locker);
@@ -212,7 +212,7 @@ async fn rollback(
         let _ = ctl.query_drop(format!("KILL QUERY {id}")).await;
         if let Ok(Ok(())) = task.await {
             // Cannot happen while the sentry exists; if it did, the swap is done.
-            return Err(DdlError::Inconsistent(format!(
+            return Err(WorkError::Inconsistent(format!(
                 "the swap of {} succeeded during a rollback; the next pass settles it",
                 a.table
             )));

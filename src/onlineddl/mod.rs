@@ -5,7 +5,6 @@ pub mod api;
 pub mod columns;
 pub mod controller;
 pub mod cutover;
-pub mod error;
 pub mod plan;
 pub mod runner;
 pub mod sql;

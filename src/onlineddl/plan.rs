@@ -112,7 +112,11 @@ fn policy(spec: &OnlineDDLSpec) -> Policy {
 }
 
 fn record(status: &CutoverStatus) -> Record {
-    Record { attempts: status.attempts, retry: status.retry, next_attempt: status.next_attempt_time.as_ref().map(|t| t.0) }
+    Record {
+        attempts: status.attempts,
+        retry: status.retry,
+        next_attempt: status.next_attempt_time.as_ref().map(|t| t.0),
+    }
 }
 
 /// The cut-over decision. `status` is the attempt record; a `spec.cutover.retry`

@@ -19,7 +19,6 @@ use super::api::{OnlineDDL, OnlineDDLStatus, Strategy};
 use super::columns;
 use super::controller::{READY_TO_COMPLETE, SUCCEEDED};
 use super::cutover::{self, Attempt, Outcome};
-use super::error::DdlError;
 use super::plan::{self, Cutover, Step};
 use super::sql::{self, LockView};
 use super::table::{self, Instant, Recovered};
@@ -29,12 +28,12 @@ use crate::k8s::conditions::{self, Desired, FALSE, TRUE, UNKNOWN};
 use crate::k8s::status::apply_status;
 use crate::movement::apply::Until;
 use crate::movement::{
-    Checkpoint, ColumnMapping, Endpoint, Job, Options, Prepared, TableMapping, TableName,
-    TargetTable, schema,
+    Checkpoint, ColumnMapping, Endpoint, Job, Options, Prepared, TableMapping, TableName, TargetTable, schema,
 };
 use crate::mysql::Flavor;
 use crate::operator::context::Context;
 use crate::operator::task::{self, Reported};
+use crate::operator::work_error::WorkError;
 
 /// Pause between sync passes while nothing else is due.
 const IDLE: Duration = Duration::from_millis(500);
@@ -115,7 +114,7 @@ struct Engine {
 }
 
 impl Reported for Runner {
-    type Error = DdlError;
+    type Error = WorkError;
 
     fn stop(&self) -> &CancellationToken {
         &self.stop
@@ -130,7 +129,7 @@ impl Reported for Runner {
         }
     }
 
-    async fn flush(&mut self) -> Result<(), DdlError> {
+    async fn flush(&mut self) -> Result<(), WorkError> {
         self.persist().await
     }
 }
@@ -158,7 +157,7 @@ impl Runner {
         self.status.observed_generation = generation;
     }
 
-    async fn persist(&mut self) -> Result<(), DdlError> {
+    async fn persist(&mut self) -> Result<(), WorkError> {
         let generation = self.obj.meta().generation;
         self.status.observed_generation = generation;
         apply_status(&self.api, &self.name(), &self.status).await?;
@@ -171,7 +170,7 @@ impl Runner {
     }
 
     /// Moves to `step`, writes status, and announces it.
-    async fn enter(&mut self, step: Step, message: String) -> Result<(), DdlError> {
+    async fn enter(&mut self, step: Step, message: String) -> Result<(), WorkError> {
         let changed = self.step() != step;
         self.status.step = Some(step.as_str().to_string());
         self.persist().await?;
@@ -181,7 +180,7 @@ impl Runner {
         Ok(())
     }
 
-    async fn pass(&mut self) -> Result<Flow, DdlError> {
+    async fn pass(&mut self) -> Result<Flow, WorkError> {
         // The live spec: postpone, retry and cancel are read on every pass.
         match self.api.get_opt(&self.name()).await? {
             Some(o) if o.uid() == self.obj.uid() => self.obj = o,
@@ -205,23 +204,23 @@ impl Runner {
         }
     }
 
-    async fn endpoint(&self) -> Result<Endpoint, DdlError> {
+    async fn endpoint(&self) -> Result<Endpoint, WorkError> {
         Ok(access::primary(&self.ctx.client, &self.namespace, &self.obj.spec.cluster).await?)
     }
 
     /// A plain session on the cluster's primary.
-    async fn connect(&self) -> Result<mysql_async::Conn, DdlError> {
+    async fn connect(&self) -> Result<mysql_async::Conn, WorkError> {
         Ok(self.endpoint().await?.connect_raw().await?)
     }
 
     /// Validate against the server, create and alter the shadow table, and
     /// take the instant path when it is allowed and possible.
-    async fn prepare(&mut self) -> Result<Flow, DdlError> {
+    async fn prepare(&mut self) -> Result<Flow, WorkError> {
         let spec = self.obj.spec.clone();
         let (table, shadow) = (self.table(), self.shadow());
         let mut conn = self.connect().await?;
         if !table::exists(&mut conn, &table).await? {
-            return Err(DdlError::Invalid(format!("table {table} does not exist")));
+            return Err(WorkError::Invalid(format!("table {table} does not exist")));
         }
         let definition = table::definition_fingerprint(&mut conn, &table).await?;
         // An instant ALTER was under way when the last task stopped: if the
@@ -273,12 +272,12 @@ impl Runner {
                 Instant::NotCapable(why) if spec.strategy == Strategy::Instant => {
                     table::drop_table(&mut conn, &shadow).await?;
                     self.status.shadow_table = None;
-                    return Err(DdlError::Invalid(format!(
+                    return Err(WorkError::Invalid(format!(
                         "strategy instant, but the change cannot be instant: {why}"
                     )));
                 }
                 Instant::Busy(why) if spec.strategy == Strategy::Instant => {
-                    return Err(DdlError::Sql {
+                    return Err(WorkError::Sql {
                         what: format!("ALTER {table} ALGORITHM=INSTANT waited {} s for the table", lock_wait.as_secs()),
                         source: mysql_async::Error::Other(why.into()),
                     });
@@ -306,7 +305,7 @@ impl Runner {
         Ok(Flow::Continue)
     }
 
-    async fn completed_instantly(&mut self, table: &TableName) -> Result<Flow, DdlError> {
+    async fn completed_instantly(&mut self, table: &TableName) -> Result<Flow, WorkError> {
         self.status.shadow_table = None;
         self.status.instant_from = None;
         self.status.method = Some("instant".into());
@@ -318,7 +317,7 @@ impl Runner {
     }
 
     /// The engine for this change, built once per task.
-    async fn engine(&mut self) -> Result<&Engine, DdlError> {
+    async fn engine(&mut self) -> Result<&Engine, WorkError> {
         if self.engine.is_none() {
             let endpoint = self.endpoint().await?;
             let (table, shadow) = (self.table(), self.shadow());
@@ -329,12 +328,12 @@ impl Runner {
                 use mysql_async::prelude::Queryable;
                 conn.query_first("SELECT @@server_id")
                     .await
-                    .map_err(|source| DdlError::Sql { what: "reading server_id".into(), source })?
+                    .map_err(|source| WorkError::Sql { what: "reading server_id".into(), source })?
             };
             let original = schema::load(&mut conn, &endpoint.name, &table).await?;
             let target = schema::load(&mut conn, &endpoint.name, &shadow).await?;
             let _ = conn.disconnect().await;
-            let renames = columns::renames(&self.obj.spec.alter).map_err(DdlError::Invalid)?;
+            let renames = columns::renames(&self.obj.spec.alter).map_err(WorkError::Invalid)?;
             let names = |s: &schema::TableSchema| s.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
             let (o, t) = (names(&original), names(&target));
             let o: Vec<&str> = o.iter().map(String::as_str).collect();
@@ -374,7 +373,7 @@ impl Runner {
     /// Binary log positions belong to one server. If the cluster failed over
     /// since they were recorded, the shadow (replicated, so present on the new
     /// primary) is refilled from scratch there. False when that restart began.
-    async fn same_source(&mut self) -> Result<bool, DdlError> {
+    async fn same_source(&mut self) -> Result<bool, WorkError> {
         let now = self.engine().await?.server_id;
         match self.status.source_server_id {
             Some(was) if was != now => {
@@ -408,7 +407,7 @@ impl Runner {
 
     /// Where an engine phase resumes: the checkpoint and the engine, or None
     /// when the primary changed and the copy starts over.
-    async fn resume(&mut self) -> Result<Option<(Checkpoint, Arc<Prepared>)>, DdlError> {
+    async fn resume(&mut self) -> Result<Option<(Checkpoint, Arc<Prepared>)>, WorkError> {
         if !self.same_source().await? {
             return Ok(None);
         }
@@ -416,11 +415,11 @@ impl Runner {
         Ok(Some((cp, self.engine().await?.prepared.clone())))
     }
 
-    fn checkpoint(&self) -> Result<Checkpoint, DdlError> {
-        task::checkpoint_from(self.status.checkpoint.as_ref()).map_err(DdlError::Inconsistent)
+    fn checkpoint(&self) -> Result<Checkpoint, WorkError> {
+        task::checkpoint_from(self.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)
     }
 
-    async fn copy(&mut self) -> Result<Flow, DdlError> {
+    async fn copy(&mut self) -> Result<Flow, WorkError> {
         let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
         let (latest, reporter) = task::reporter();
         let Some(cp) = task::drive(self, &latest, prepared.copy(cp, &reporter)).await? else { return Ok(Flow::Done) };
@@ -436,7 +435,7 @@ impl Runner {
         Ok(Flow::Continue)
     }
 
-    async fn verify(&mut self) -> Result<Flow, DdlError> {
+    async fn verify(&mut self) -> Result<Flow, WorkError> {
         let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
         let (latest, reporter) = task::reporter();
         let Some(cp) = task::drive(self, &latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
@@ -455,7 +454,7 @@ impl Runner {
             .collect();
         if !mismatches.is_empty() {
             self.status.checksum = Some(format!("failed at {}: {}", report.at, mismatches.join("; ")));
-            return Err(DdlError::Inconsistent(format!(
+            return Err(WorkError::Inconsistent(format!(
                 "the shadow table differs from the original: {}",
                 mismatches.join("; ")
             )));
@@ -471,7 +470,7 @@ impl Runner {
         Ok(Flow::Continue)
     }
 
-    async fn sync_and_cut_over(&mut self) -> Result<Flow, DdlError> {
+    async fn sync_and_cut_over(&mut self) -> Result<Flow, WorkError> {
         if let Some(sentry) = self.status.cutover.as_ref().and_then(|c| c.in_flight.clone()) {
             return self.settle(&sentry).await;
         }
@@ -562,7 +561,7 @@ impl Runner {
         task::idle(&self.stop, d).await;
     }
 
-    async fn attempt(&mut self, cp: Checkpoint) -> Result<Flow, DdlError> {
+    async fn attempt(&mut self, cp: Checkpoint) -> Result<Flow, WorkError> {
         let spec = self.obj.spec.clone();
         let sentry_name = sql::sentry_name(&spec.table, jiff::Timestamp::now().as_second());
         let sentry = TableName::new(&spec.database, &sentry_name);
@@ -608,7 +607,7 @@ impl Runner {
         }
     }
 
-    async fn failed_attempt(&mut self, reason: String, stall: Option<Duration>) -> Result<(), DdlError> {
+    async fn failed_attempt(&mut self, reason: String, stall: Option<Duration>) -> Result<(), WorkError> {
         let spec = self.obj.spec.clone();
         let mut record = self.status.cutover.clone().unwrap_or_default();
         record.in_flight = None;
@@ -633,7 +632,7 @@ impl Runner {
     }
 
     /// Finishes an attempt a stopped task left under way.
-    async fn settle(&mut self, sentry_name: &str) -> Result<Flow, DdlError> {
+    async fn settle(&mut self, sentry_name: &str) -> Result<Flow, WorkError> {
         let mut conn = self.connect().await?;
         let sentry = TableName::new(&self.obj.spec.database, sentry_name);
         let outcome = table::recover(&mut conn, &self.table(), &self.shadow(), &sentry).await?;
@@ -651,7 +650,7 @@ impl Runner {
         }
     }
 
-    async fn completed(&mut self, swapped: &str, stall: Option<Duration>) -> Result<(), DdlError> {
+    async fn completed(&mut self, swapped: &str, stall: Option<Duration>) -> Result<(), WorkError> {
         let mut conn = self.connect().await?;
         let old = table::finish_swap(&mut conn, &self.table(), swapped).await?;
         let _ = conn.disconnect().await;
@@ -681,8 +680,8 @@ impl Runner {
     }
 
     /// A permanent error: the original stays as it is, the shadow goes.
-    async fn fail(&mut self, e: &DdlError) {
-        let invalid = matches!(e, DdlError::Invalid(_));
+    async fn fail(&mut self, e: &WorkError) {
+        let invalid = matches!(e, WorkError::Invalid(_));
         let reason = if invalid { conditions::REASON_INVALID_SPEC } else { "Failed" };
         if self.status.shadow_table.is_some()
             && let Ok(mut conn) = self.connect().await
@@ -710,13 +709,13 @@ async fn check_shadow_path(
     table: &TableName,
     shadow: &TableName,
     alter: &str,
-) -> Result<(), DdlError> {
+) -> Result<(), WorkError> {
     table::check_swappable(conn, table).await?;
-    let renames = columns::renames(alter).map_err(DdlError::Invalid)?;
+    let renames = columns::renames(alter).map_err(WorkError::Invalid)?;
     let original: Vec<Vec<String>> = table::unique_keys(conn, table).await?.into_iter().map(|(_, c)| c).collect();
     let added = columns::new_unique_keys(&original, &table::unique_keys(conn, shadow).await?, &renames);
     if !added.is_empty() {
-        return Err(DdlError::Invalid(format!(
+        return Err(WorkError::Invalid(format!(
             "the change adds unique key(s) {} that {table} does not enforce; copying through a shadow table would \
              silently drop rows that collide on them. Deduplicate first, then add the key with a plain ALTER TABLE",
             added.join(", ")

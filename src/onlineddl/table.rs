@@ -7,17 +7,17 @@ use std::time::Duration;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use super::error::{DdlError, Doing};
 use super::sql::{self, LockView};
 use crate::movement::TableName;
 use crate::mysql::Flavor;
+use crate::operator::work_error::{Doing, WorkError};
 
 /// `DROP TABLE IF EXISTS`.
-pub async fn drop_table(conn: &mut Conn, table: &TableName) -> Result<(), DdlError> {
+pub async fn drop_table(conn: &mut Conn, table: &TableName) -> Result<(), WorkError> {
     conn.query_drop(sql::drop_table(table)).await.doing(|| format!("dropping {table}"))
 }
 
-pub async fn exists(conn: &mut Conn, table: &TableName) -> Result<bool, DdlError> {
+pub async fn exists(conn: &mut Conn, table: &TableName) -> Result<bool, WorkError> {
     let row: Option<String> =
         conn.query_first(sql::table_comment(table)).await.doing(|| format!("looking up {table}"))?;
     Ok(row.is_some())
@@ -25,7 +25,7 @@ pub async fn exists(conn: &mut Conn, table: &TableName) -> Result<bool, DdlError
 
 /// A fingerprint of a table's columns and indexes (not of its data, nor of
 /// table options such as AUTO_INCREMENT that writes move).
-pub async fn definition_fingerprint(conn: &mut Conn, table: &TableName) -> Result<String, DdlError> {
+pub async fn definition_fingerprint(conn: &mut Conn, table: &TableName) -> Result<String, WorkError> {
     // GROUP_CONCAT stops at 1 kB by default: a wide table's last columns
     // would not count.
     conn.query_drop("SET SESSION group_concat_max_len = 4194304")
@@ -44,11 +44,11 @@ pub async fn definition_fingerprint(conn: &mut Conn, table: &TableName) -> Resul
 
 /// Refuses tables a swap would break: foreign keys pointing at them would
 /// follow the original to its old name, and so would triggers.
-pub async fn check_swappable(conn: &mut Conn, table: &TableName) -> Result<(), DdlError> {
+pub async fn check_swappable(conn: &mut Conn, table: &TableName) -> Result<(), WorkError> {
     let fks: Vec<String> =
         conn.query(sql::referencing_foreign_keys(table)).await.doing(|| format!("reading foreign keys of {table}"))?;
     if !fks.is_empty() {
-        return Err(DdlError::Invalid(format!(
+        return Err(WorkError::Invalid(format!(
             "{table} is referenced by foreign keys ({}); a shadow-table swap would leave them pointing at the old table",
             fks.join(", ")
         )));
@@ -56,7 +56,7 @@ pub async fn check_swappable(conn: &mut Conn, table: &TableName) -> Result<(), D
     let triggers: Vec<String> =
         conn.query(sql::triggers(table)).await.doing(|| format!("reading triggers of {table}"))?;
     if !triggers.is_empty() {
-        return Err(DdlError::Invalid(format!(
+        return Err(WorkError::Invalid(format!(
             "{table} has triggers ({}); they would stay on the old table after the swap",
             triggers.join(", ")
         )));
@@ -73,23 +73,23 @@ pub async fn prepare_shadow(
     table: &TableName,
     shadow: &TableName,
     clause: &str,
-) -> Result<(), DdlError> {
+) -> Result<(), WorkError> {
     drop_table(conn, shadow).await?;
     conn.query_drop(sql::create_shadow(table, shadow)).await.doing(|| format!("creating {shadow}"))?;
     if let Err(e) = conn.query_drop(sql::alter(shadow, clause)).await {
         let _ = conn.query_drop(sql::drop_table(shadow)).await;
         return Err(match e {
             mysql_async::Error::Server(s) => {
-                DdlError::Invalid(format!("the server refused the ALTER (error {}): {}", s.code, s.message))
+                WorkError::Invalid(format!("the server refused the ALTER (error {}): {}", s.code, s.message))
             }
-            other => DdlError::Sql { what: format!("altering {shadow}"), source: other },
+            other => WorkError::Sql { what: format!("altering {shadow}"), source: other },
         });
     }
     Ok(())
 }
 
 /// Unique keys of a table: `(name, columns in key order)`.
-pub async fn unique_keys(conn: &mut Conn, table: &TableName) -> Result<Vec<(String, Vec<String>)>, DdlError> {
+pub async fn unique_keys(conn: &mut Conn, table: &TableName) -> Result<Vec<(String, Vec<String>)>, WorkError> {
     let rows: Vec<(String, String)> =
         conn.query(sql::unique_keys(table)).await.doing(|| format!("reading the unique keys of {table}"))?;
     Ok(rows.into_iter().map(|(name, cols)| (name, cols.split('\u{1}').map(String::from).collect())).collect())
@@ -98,7 +98,7 @@ pub async fn unique_keys(conn: &mut Conn, table: &TableName) -> Result<Vec<(Stri
 /// Drops the shadow's non-unique secondary indexes (see
 /// [`sql::deferrable_indexes`]) and returns their definitions, to be added
 /// back by [`restore_indexes`] once the rows are in.
-pub async fn defer_indexes(conn: &mut Conn, shadow: &TableName) -> Result<Vec<String>, DdlError> {
+pub async fn defer_indexes(conn: &mut Conn, shadow: &TableName) -> Result<Vec<String>, WorkError> {
     let row: Option<(String, String)> = conn
         .query_first(format!("SHOW CREATE TABLE {}", shadow.sql()))
         .await
@@ -114,7 +114,7 @@ pub async fn defer_indexes(conn: &mut Conn, shadow: &TableName) -> Result<Vec<St
 }
 
 /// Adds back the deferred indexes the shadow does not have yet.
-pub async fn restore_indexes(conn: &mut Conn, shadow: &TableName, definitions: &[String]) -> Result<(), DdlError> {
+pub async fn restore_indexes(conn: &mut Conn, shadow: &TableName, definitions: &[String]) -> Result<(), WorkError> {
     let present: Vec<String> =
         conn.query(sql::index_names(shadow)).await.doing(|| format!("listing the indexes of {shadow}"))?;
     let missing: Vec<String> = definitions
@@ -135,7 +135,7 @@ pub async fn restore_indexes(conn: &mut Conn, shadow: &TableName, definitions: &
 /// Whether the clause can be applied with ALGORITHM=INSTANT, tried on an
 /// empty copy of the table (`_<table>_probe`), which is dropped again. A
 /// clause the server refuses outright is `Invalid`.
-pub async fn instant_capable(conn: &mut Conn, table: &TableName, clause: &str) -> Result<bool, DdlError> {
+pub async fn instant_capable(conn: &mut Conn, table: &TableName, clause: &str) -> Result<bool, WorkError> {
     let probe = TableName::new(&table.schema, &format!("_{}_probe", table.table));
     drop_table(conn, &probe).await?;
     conn.query_drop(sql::create_shadow(table, &probe)).await.doing(|| format!("creating {probe}"))?;
@@ -145,9 +145,9 @@ pub async fn instant_capable(conn: &mut Conn, table: &TableName, clause: &str) -
         Ok(()) => Ok(true),
         Err(mysql_async::Error::Server(s)) if sql::is_not_instant(s.code) => Ok(false),
         Err(mysql_async::Error::Server(s)) => {
-            Err(DdlError::Invalid(format!("the server refused the ALTER (error {}): {}", s.code, s.message)))
+            Err(WorkError::Invalid(format!("the server refused the ALTER (error {}): {}", s.code, s.message)))
         }
-        Err(e) => Err(DdlError::Sql { what: format!("probing {probe}"), source: e }),
+        Err(e) => Err(WorkError::Sql { what: format!("probing {probe}"), source: e }),
     }
 }
 
@@ -168,7 +168,7 @@ pub async fn try_instant(
     table: &TableName,
     clause: &str,
     lock_wait: Duration,
-) -> Result<Instant, DdlError> {
+) -> Result<Instant, WorkError> {
     conn.query_drop(format!("SET SESSION lock_wait_timeout = {}", lock_wait.as_secs().max(1)))
         .await
         .doing(|| "setting lock_wait_timeout".into())?;
@@ -176,7 +176,7 @@ pub async fn try_instant(
         Ok(()) => Ok(Instant::Done),
         Err(mysql_async::Error::Server(s)) if sql::is_not_instant(s.code) => Ok(Instant::NotCapable(s.message)),
         Err(mysql_async::Error::Server(s)) if s.code == sql::LOCK_WAIT_TIMEOUT => Ok(Instant::Busy(s.message)),
-        Err(e) => Err(DdlError::Sql { what: format!("ALTER {table} ALGORITHM=INSTANT"), source: e }),
+        Err(e) => Err(WorkError::Sql { what: format!("ALTER {table} ALGORITHM=INSTANT"), source: e }),
     }
 }
 
@@ -214,7 +214,7 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-pub async fn lock_view(conn: &mut Conn, flavor: Flavor) -> Result<LockView, DdlError> {
+pub async fn lock_view(conn: &mut Conn, flavor: Flavor) -> Result<LockView, WorkError> {
     let has: Option<i64> = match flavor {
         Flavor::MariaDb { .. } => {
             conn.query_first(sql::HAS_METADATA_LOCK_INFO).await.doing(|| "looking for metadata_lock_info".into())?
@@ -224,7 +224,7 @@ pub async fn lock_view(conn: &mut Conn, flavor: Flavor) -> Result<LockView, DdlE
     Ok(sql::lock_view(flavor, has.is_some()))
 }
 
-pub async fn blockers(conn: &mut Conn, view: LockView, table: &TableName) -> Result<Vec<Blocker>, DdlError> {
+pub async fn blockers(conn: &mut Conn, view: LockView, table: &TableName) -> Result<Vec<Blocker>, WorkError> {
     type Row = (u64, Option<String>, Option<String>, Option<String>, Option<i64>, Option<String>, Option<String>);
     let rows: Vec<Row> =
         conn.query(sql::blockers(view, table)).await.doing(|| format!("finding blockers of {table}"))?;
@@ -247,7 +247,7 @@ pub fn describe(blockers: &[Blocker]) -> String {
 }
 
 /// Drops `sentry` only if it is one (by its comment). True if it existed.
-pub async fn drop_sentry(conn: &mut Conn, sentry: &TableName) -> Result<bool, DdlError> {
+pub async fn drop_sentry(conn: &mut Conn, sentry: &TableName) -> Result<bool, WorkError> {
     let comment: Option<String> =
         conn.query_first(sql::table_comment(sentry)).await.doing(|| format!("looking up {sentry}"))?;
     match comment {
@@ -256,7 +256,7 @@ pub async fn drop_sentry(conn: &mut Conn, sentry: &TableName) -> Result<bool, Dd
             Ok(true)
         }
         Some(_) => {
-            Err(DdlError::Inconsistent(format!("{sentry} exists and is not a cut-over sentry; refusing to drop it")))
+            Err(WorkError::Inconsistent(format!("{sentry} exists and is not a cut-over sentry; refusing to drop it")))
         }
         None => Ok(false),
     }
@@ -280,7 +280,7 @@ pub async fn recover(
     table: &TableName,
     shadow: &TableName,
     sentry: &TableName,
-) -> Result<Recovered, DdlError> {
+) -> Result<Recovered, WorkError> {
     for _ in 0..50 {
         let ids: Vec<u64> = conn.query(sql::leftover_swaps(sentry)).await.doing(|| "listing leftover swaps".into())?;
         if ids.is_empty() {
@@ -300,7 +300,7 @@ pub async fn recover(
             // The sentry name holds a real table: the original.
             let comment: Option<String> = conn.query_first(sql::table_comment(sentry)).await.doing(|| "".into())?;
             if comment.as_deref() == Some(sql::SENTRY_COMMENT) {
-                return Err(DdlError::Inconsistent(format!(
+                return Err(WorkError::Inconsistent(format!(
                     "the shadow table {shadow} is gone but {sentry} is still a sentry; was the shadow dropped by hand?"
                 )));
             }
@@ -310,7 +310,7 @@ pub async fn recover(
             drop_sentry(conn, sentry).await?;
             Ok(Recovered::RolledBack)
         }
-        (s, o, t) => Err(DdlError::Inconsistent(format!(
+        (s, o, t) => Err(WorkError::Inconsistent(format!(
             "unexpected tables after an interrupted cut-over: {shadow} {}, {sentry} {}, {table} {}",
             present(s),
             present(o),
@@ -321,9 +321,9 @@ pub async fn recover(
 
 /// After a swap: gives the original, which carries the sentry's name, its
 /// old-table name (`_<t>_old_<ts>`), and returns that name.
-pub async fn finish_swap(conn: &mut Conn, table: &TableName, sentry: &str) -> Result<String, DdlError> {
+pub async fn finish_swap(conn: &mut Conn, table: &TableName, sentry: &str) -> Result<String, WorkError> {
     let old = sql::old_name_of_sentry(&table.table, sentry)
-        .ok_or_else(|| DdlError::Inconsistent(format!("{sentry} is not a sentry name of {table}")))?;
+        .ok_or_else(|| WorkError::Inconsistent(format!("{sentry} is not a sentry name of {table}")))?;
     let db = &table.schema;
     retire_original(conn, &TableName::new(db, sentry), &TableName::new(db, &old)).await?;
     Ok(old)
@@ -331,16 +331,16 @@ pub async fn finish_swap(conn: &mut Conn, table: &TableName, sentry: &str) -> Re
 
 /// Gives the original, which the swap left under the sentry's name, its
 /// old-table name. Repeatable: done already is fine.
-async fn retire_original(conn: &mut Conn, swapped: &TableName, old: &TableName) -> Result<(), DdlError> {
+async fn retire_original(conn: &mut Conn, swapped: &TableName, old: &TableName) -> Result<(), WorkError> {
     let comment: Option<String> =
         conn.query_first(sql::table_comment(swapped)).await.doing(|| format!("looking up {swapped}"))?;
     match comment {
-        Some(c) if c == sql::SENTRY_COMMENT => Err(DdlError::Inconsistent(format!(
+        Some(c) if c == sql::SENTRY_COMMENT => Err(WorkError::Inconsistent(format!(
             "{swapped} is still a sentry, not the original; the swap did not happen"
         ))),
         Some(_) => conn.query_drop(sql::rename(swapped, old)).await.doing(|| format!("renaming {swapped} to {old}")),
         None if exists(conn, old).await? => Ok(()),
-        None => Err(DdlError::Inconsistent(format!("neither {swapped} nor {old} exists after the swap"))),
+        None => Err(WorkError::Inconsistent(format!("neither {swapped} nor {old} exists after the swap"))),
     }
 }
 

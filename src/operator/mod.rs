@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod spec_check;
 pub mod task;
+pub mod work_error;
 pub mod workers;
 
 use std::fmt::Debug;

@@ -1,13 +1,14 @@
-//! Errors of a schema change, each with a metric label and a verdict: a
-//! permanent one fails the change (the original stays untouched), anything
-//! else is retried from the last status.
+//! Errors of long-running work (a schema change, a migration), each with a
+//! metric label and a verdict: a permanent one fails the work (what serves
+//! applications stays untouched), anything else is retried from the last
+//! status.
 
 use crate::cluster::access::Unavailable;
 use crate::movement::MovementError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum DdlError {
-    /// The clause or the table cannot be changed this way; nothing was touched.
+pub enum WorkError {
+    /// The spec cannot be carried out as it stands; nothing was touched.
     #[error("{0}")]
     Invalid(String),
 
@@ -27,35 +28,35 @@ pub enum DdlError {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 
-    /// The tables are not in a state any step leaves them in.
+    /// The data is not in a state any step leaves it in.
     #[error("{0}")]
     Inconsistent(String),
 }
 
-impl DdlError {
+impl WorkError {
     pub fn metric_label(&self) -> &'static str {
         match self {
-            DdlError::Invalid(_) => "invalid",
-            DdlError::Sql { .. } => "mysql",
-            DdlError::Movement(e) => e.metric_label(),
-            DdlError::Unavailable(_) => "unavailable",
-            DdlError::Kube(_) => "kube",
-            DdlError::Inconsistent(_) => "inconsistent",
+            WorkError::Invalid(_) => "invalid",
+            WorkError::Sql { .. } => "mysql",
+            WorkError::Movement(e) => e.metric_label(),
+            WorkError::Unavailable(_) => "unavailable",
+            WorkError::Kube(_) => "kube",
+            WorkError::Inconsistent(_) => "inconsistent",
         }
     }
 
     pub fn is_permanent(&self) -> bool {
         match self {
-            DdlError::Invalid(_) | DdlError::Inconsistent(_) => true,
-            DdlError::Movement(e) => e.is_permanent(),
-            DdlError::Sql { .. } | DdlError::Unavailable(_) | DdlError::Kube(_) => false,
+            WorkError::Invalid(_) | WorkError::Inconsistent(_) => true,
+            WorkError::Movement(e) => e.is_permanent(),
+            WorkError::Sql { .. } | WorkError::Unavailable(_) | WorkError::Kube(_) => false,
         }
     }
 
     /// The server's error code, if the server refused a statement.
     pub fn server_code(&self) -> Option<u16> {
         match self {
-            DdlError::Sql { source: mysql_async::Error::Server(e), .. } => Some(e.code),
+            WorkError::Sql { source: mysql_async::Error::Server(e), .. } => Some(e.code),
             _ => None,
         }
     }
@@ -63,12 +64,12 @@ impl DdlError {
 
 /// Attaches what was being done to a MySQL error.
 pub trait Doing<T> {
-    fn doing(self, what: impl FnOnce() -> String) -> Result<T, DdlError>;
+    fn doing(self, what: impl FnOnce() -> String) -> Result<T, WorkError>;
 }
 
 impl<T> Doing<T> for Result<T, mysql_async::Error> {
-    fn doing(self, what: impl FnOnce() -> String) -> Result<T, DdlError> {
-        self.map_err(|source| DdlError::Sql { what: what(), source })
+    fn doing(self, what: impl FnOnce() -> String) -> Result<T, WorkError> {
+        self.map_err(|source| WorkError::Sql { what: what(), source })
     }
 }
 
@@ -78,10 +79,10 @@ mod tests {
 
     #[test]
     fn verdicts_and_labels() {
-        let e = DdlError::Invalid("bad clause".into());
+        let e = WorkError::Invalid("bad clause".into());
         assert!(e.is_permanent());
         assert_eq!(e.metric_label(), "invalid");
-        let e = DdlError::Unavailable(Unavailable::NoPrimary("db".into()));
+        let e = WorkError::Unavailable(Unavailable::NoPrimary("db".into()));
         assert!(!e.is_permanent(), "a cluster without a primary is waited out");
         assert_eq!(e.to_string(), "MySQLCluster db has no writable primary yet");
         let server = mysql_async::Error::Server(mysql_async::ServerError {

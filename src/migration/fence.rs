@@ -1,0 +1,279 @@
+//! The write fence on the source, and what happens on the source around the
+//! switch: blockers, killing connections.
+//!
+//! The fence is made of triggers: `BEFORE INSERT/UPDATE/DELETE` on every
+//! moved table, each refusing the row with SQLSTATE 45000. They are created
+//! inside `LOCK TABLES … WRITE`, so
+//! - taking the lock waits (at most `lockWaitTimeoutSeconds`) for every
+//!   transaction that wrote to those tables to end: whatever the source
+//!   acknowledged is committed, and so at or before the position read under
+//!   the lock;
+//! - the triggers appear on all tables at once for everyone else, and writers
+//!   queued behind the lock find them when it is released;
+//! - the fence outlives the connection and the operator. After a crash the
+//!   source stays fenced until the restarted task settles the attempt, and
+//!   after the switch it stays as the "source is read-only for the scope"
+//!   that prevents split brain.
+//!
+//! MySQL and MariaDB have no per-database read_only, and a global
+//! `read_only` would also stop what is not being moved; triggers fence
+//! exactly the moved tables, for every account. They do not stop
+//! `TRUNCATE` or DDL, which a migration's users are not expected to run on a
+//! table they are moving.
+
+use std::time::Duration;
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use crate::movement::BinlogPosition;
+use crate::movement::TableName;
+use crate::movement::snapshot;
+use crate::mysql::Flavor;
+use crate::mysql::sql::{quote, quote_ident};
+use crate::operator::work_error::{Doing, WorkError};
+
+/// The three row operations a trigger can refuse.
+const OPERATIONS: [(&str, &str); 3] = [("INSERT", "i"), ("UPDATE", "u"), ("DELETE", "d")];
+
+/// The fence trigger of `table` for one operation. Trigger names are
+/// per schema and at most 64 characters; a long table name is shortened
+/// with a hash so two tables never share a trigger name.
+pub fn trigger_name(table: &str, op_suffix: &str) -> String {
+    let name = format!("switchyard_fence_{op_suffix}_{table}");
+    if name.len() <= 64 {
+        return name;
+    }
+    let mut h: u32 = 0x811c_9dc5;
+    for b in table.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    let keep: String = table.chars().take(30).collect();
+    format!("switchyard_fence_{op_suffix}_{keep}_{h:08x}")
+}
+
+/// Statements that create the fence triggers of `table`. The message names
+/// where the data went, for whoever hits it.
+pub fn create_triggers(table: &TableName, message: &str) -> Vec<String> {
+    let message: String = message.chars().take(120).collect();
+    OPERATIONS
+        .iter()
+        .map(|(op, suffix)| {
+            format!(
+                "CREATE TRIGGER {}.{} BEFORE {op} ON {} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = {}",
+                quote_ident(&table.schema),
+                quote_ident(&trigger_name(&table.table, suffix)),
+                table.sql(),
+                quote(&message)
+            )
+        })
+        .collect()
+}
+
+pub fn drop_triggers(table: &TableName) -> Vec<String> {
+    OPERATIONS
+        .iter()
+        .map(|(_, suffix)| {
+            format!(
+                "DROP TRIGGER IF EXISTS {}.{}",
+                quote_ident(&table.schema),
+                quote_ident(&trigger_name(&table.table, suffix))
+            )
+        })
+        .collect()
+}
+
+pub fn lock_tables(tables: &[TableName]) -> String {
+    let list = tables.iter().map(|t| format!("{} WRITE", t.sql())).collect::<Vec<_>>().join(", ");
+    format!("LOCK TABLES {list}")
+}
+
+/// How an attempt to fence ended.
+pub enum Fenced {
+    /// Every moved table refuses writes; everything acknowledged before is
+    /// at or before `position`.
+    Yes { position: BinlogPosition },
+    /// The lock could not be had in time; these sessions held it up.
+    Blocked { blockers: Vec<String> },
+}
+
+/// Takes the fence. Bounded by `lock_wait`.
+pub async fn fence(
+    conn: &mut Conn,
+    flavor: Flavor,
+    tables: &[TableName],
+    lock_wait: Duration,
+    message: &str,
+) -> Result<Fenced, WorkError> {
+    let wait = lock_wait.as_secs().max(1);
+    conn.query_drop(format!("SET SESSION lock_wait_timeout = {wait}"))
+        .await
+        .doing(|| "setting the lock wait".into())?;
+    let own_id: u32 = conn.id();
+    if let Err(e) = conn.query_drop(lock_tables(tables)).await {
+        if matches!(&e, mysql_async::Error::Server(s) if s.code == 1205) {
+            let blockers = blockers(conn, own_id, tables).await.unwrap_or_default();
+            return Ok(Fenced::Blocked { blockers });
+        }
+        return Err(e).doing(|| "locking the moved tables".into());
+    }
+    let fenced = async {
+        for t in tables {
+            for s in drop_triggers(t).into_iter().chain(create_triggers(t, message)) {
+                conn.query_drop(s).await.doing(|| format!("fencing {t}"))?;
+            }
+        }
+        snapshot::position(conn, "source", flavor).await.map_err(WorkError::from)
+    }
+    .await;
+    // Unlock whatever happened: writers are queued behind this lock.
+    let unlocked = conn.query_drop("UNLOCK TABLES").await;
+    match fenced {
+        Ok(position) => {
+            unlocked.doing(|| "unlocking the moved tables".into())?;
+            Ok(Fenced::Yes { position })
+        }
+        Err(e) => {
+            // Half a fence is still a fence; take it down so the source
+            // serves as before, then report.
+            let _ = unfence(conn, tables, lock_wait).await;
+            Err(e)
+        }
+    }
+}
+
+/// Removes the fence. Each DROP TRIGGER waits for the table like any DDL, at
+/// most `lock_wait`; on failure the source stays fenced (the safe side) and
+/// the caller retries.
+pub async fn unfence(conn: &mut Conn, tables: &[TableName], lock_wait: Duration) -> Result<(), WorkError> {
+    let wait = lock_wait.as_secs().max(1);
+    conn.query_drop(format!("SET SESSION lock_wait_timeout = {wait}"))
+        .await
+        .doing(|| "setting the lock wait".into())?;
+    for t in tables {
+        for s in drop_triggers(t) {
+            conn.query_drop(s).await.doing(|| format!("unfencing {t}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Moved tables that lack one of their fence triggers.
+pub async fn unfenced_tables(conn: &mut Conn, tables: &[TableName]) -> Result<Vec<String>, WorkError> {
+    let mut missing = Vec::new();
+    for t in tables {
+        let names: Vec<String> = OPERATIONS.iter().map(|(_, s)| quote(&trigger_name(&t.table, s))).collect();
+        let n: Option<u64> = conn
+            .query_first(format!(
+                "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {} AND EVENT_OBJECT_TABLE = {} AND TRIGGER_NAME IN ({})",
+                quote(&t.schema),
+                quote(&t.table),
+                names.join(", ")
+            ))
+            .await
+            .doing(|| format!("reading the triggers of {t}"))?;
+        if n.unwrap_or(0) < OPERATIONS.len() as u64 {
+            missing.push(t.to_string());
+        }
+    }
+    Ok(missing)
+}
+
+/// id, user, host, db, seconds, statement, transaction start.
+type SessionRow = (u64, String, String, Option<String>, u64, Option<String>, Option<String>);
+
+/// Sessions with an open transaction, or a statement running on a moved
+/// schema: what a lock on the moved tables waits for.
+async fn blockers(conn: &mut Conn, own_id: u32, tables: &[TableName]) -> Result<Vec<String>, mysql_async::Error> {
+    let schemas = schemas(tables);
+    let rows: Vec<SessionRow> = conn
+        .query(format!(
+            "SELECT p.ID, p.USER, p.HOST, p.DB, p.TIME, LEFT(p.INFO, 120), t.trx_started \
+             FROM information_schema.PROCESSLIST p LEFT JOIN information_schema.INNODB_TRX t \
+               ON t.trx_mysql_thread_id = p.ID \
+             WHERE p.ID <> {own_id} AND p.COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon') \
+               AND (t.trx_id IS NOT NULL OR (p.COMMAND <> 'Sleep' AND p.DB IN ({schemas}))) \
+             ORDER BY p.TIME DESC LIMIT 10"
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, user, host, db, time, info, trx)| {
+            let what = match (trx, info) {
+                (Some(since), _) => format!("transaction open since {since}"),
+                (None, Some(q)) => format!("running {q:?}"),
+                (None, None) => "busy".to_string(),
+            };
+            let host = host.split(':').next().unwrap_or("").to_string();
+            format!("connection {id} ({user}@{host}, db {}, {time} s): {what}", db.unwrap_or_else(|| "-".into()))
+        })
+        .collect())
+}
+
+fn schemas(tables: &[TableName]) -> String {
+    let mut s: Vec<String> = tables.iter().map(|t| quote(&t.schema)).collect();
+    s.sort();
+    s.dedup();
+    s.join(", ")
+}
+
+/// Kills the source sessions on the moved scope: those whose default schema
+/// is a moved one, and those of the migrated accounts. Replication streams
+/// and this session are spared. Returns how many were killed.
+pub async fn kill_connections(conn: &mut Conn, tables: &[TableName], users: &[String]) -> Result<i32, WorkError> {
+    let mut conds = vec![format!("DB IN ({})", schemas(tables))];
+    if !users.is_empty() {
+        conds.push(format!("USER IN ({})", users.iter().map(|u| quote(u)).collect::<Vec<_>>().join(", ")));
+    }
+    let ids: Vec<u64> = conn
+        .query(format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+             AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon') AND ({})",
+            conds.join(" OR ")
+        ))
+        .await
+        .doing(|| "listing the source's connections".into())?;
+    let mut killed = 0;
+    for id in ids {
+        // Gone already is fine: it is what we wanted.
+        match conn.query_drop(format!("KILL {id}")).await {
+            Ok(()) => killed += 1,
+            Err(mysql_async::Error::Server(e)) if e.code == 1094 => {}
+            Err(e) => return Err(e).doing(|| format!("killing connection {id}")),
+        }
+    }
+    Ok(killed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trigger_names_fit_and_never_collide() {
+        assert_eq!(trigger_name("orders", "i"), "switchyard_fence_i_orders");
+        let long_a = "a".repeat(60);
+        let long_b = format!("{}b", "a".repeat(59));
+        let (x, y) = (trigger_name(&long_a, "u"), trigger_name(&long_b, "u"));
+        assert!(x.len() <= 64 && y.len() <= 64, "{x} {y}");
+        assert_ne!(x, y);
+    }
+
+    #[test]
+    fn fence_statements() {
+        let t = TableName::new("shop", "orders");
+        let c = create_triggers(&t, "moved to db; it's read-only here");
+        assert_eq!(c.len(), 3);
+        assert_eq!(
+            c[0],
+            "CREATE TRIGGER `shop`.`switchyard_fence_i_orders` BEFORE INSERT ON `shop`.`orders` FOR EACH ROW \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'moved to db; it''s read-only here'"
+        );
+        assert!(c[2].contains("BEFORE DELETE"));
+        assert_eq!(drop_triggers(&t)[1], "DROP TRIGGER IF EXISTS `shop`.`switchyard_fence_u_orders`");
+        let tables = [t, TableName::new("shop", "items")];
+        assert_eq!(lock_tables(&tables), "LOCK TABLES `shop`.`orders` WRITE, `shop`.`items` WRITE");
+        assert_eq!(schemas(&tables), "'shop'");
+    }
+}

@@ -1,0 +1,972 @@
+//! The work of one Migration, as a task the controller starts and stops.
+//!
+//! A loop of passes: each reads the resource, does the work of
+//! `status.step` and writes the new status. The task keeps nothing the
+//! status does not hold. Killed at any point, the next task resumes from the
+//! status (the engine's checkpoint included); a switch attempt that was in
+//! flight is undone if it had not yet moved the data source, and finished if
+//! it had (`plan::resume`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use mysql_async::prelude::Queryable;
+use tokio_util::sync::CancellationToken;
+
+use super::accounts;
+use super::api::{IncrementalMode, Migration, MigrationStatus, Positions, SwitchReport, TableChecksum};
+use super::controller::{READY_TO_COMPLETE, SUCCEEDED};
+use super::datasource::{self, Place, Publish};
+use super::fence::{self, Fenced};
+use super::plan::{self, Resume, Step, SubStep};
+use super::scope;
+use super::validate::parse_account;
+use crate::api::Progress;
+use crate::cluster::access::{self, Unavailable};
+use crate::k8s::conditions::{self, Desired, FALSE, TRUE, UNKNOWN};
+use crate::k8s::status::apply_status;
+use crate::movement::apply::Until;
+use crate::movement::{
+    Checkpoint, ChecksumReport, ColumnMapping, Endpoint, Job, Options, Prepared, TableMapping, TableName, TargetTable,
+    prereq,
+};
+use crate::mysql::Flavor;
+use crate::operator::attempts::Decision;
+use crate::operator::context::Context;
+use crate::operator::task::{self, Reported};
+use crate::operator::work_error::{Doing, WorkError};
+
+/// Pause between sync passes while nothing else is due.
+const IDLE: Duration = Duration::from_millis(500);
+/// How often failing pre-flight checks run again (the user may fix the
+/// source or the target meanwhile).
+const PREFLIGHT_RECHECK: Duration = Duration::from_secs(20);
+/// The binary log must be kept at least this long for a migration.
+const MIN_BINLOG_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Runs until the migration is terminal, the resource is gone or `stop` fires.
+pub async fn run(ctx: Arc<Context>, obj: Migration, stop: CancellationToken) {
+    let Some(ns) = obj.namespace() else { return };
+    let mut r = Runner {
+        api: Api::namespaced(ctx.client.clone(), &ns),
+        status: obj.status.clone().unwrap_or_default(),
+        namespace: ns,
+        obj,
+        ctx,
+        stop,
+        engine: None,
+        failures: 0,
+    };
+    loop {
+        if r.stop.is_cancelled() {
+            return;
+        }
+        match r.pass().await {
+            Ok(Flow::Continue) => {
+                if r.failures > 0 {
+                    r.failures = 0;
+                    let step = r.step().as_str();
+                    r.set(&[Desired::new(SUCCEEDED, UNKNOWN, "InProgress", format!("{step}; recovered"))]);
+                }
+            }
+            Ok(Flow::Done) => return,
+            Err(e) if e.is_permanent() => {
+                r.fail(&e).await;
+                return;
+            }
+            Err(e) => {
+                r.failures += 1;
+                r.engine = None;
+                let wait = crate::operator::context::backoff_delay(r.failures).min(Duration::from_secs(30));
+                tracing::warn!(migration = %r.obj.name_any(), error = %e, label = e.metric_label(), retry_in = ?wait, "pass failed");
+                r.ctx.metrics.failures.with_label_values(&["Migration", e.metric_label()]).inc();
+                let step = r.step().as_str();
+                r.set(&[Desired::new(SUCCEEDED, UNKNOWN, "Retrying", format!("{step}: {e}; retrying"))]);
+                let _ = r.persist().await;
+                task::idle(&r.stop, wait).await;
+            }
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Done,
+}
+
+struct Runner {
+    ctx: Arc<Context>,
+    api: Api<Migration>,
+    namespace: String,
+    obj: Migration,
+    status: MigrationStatus,
+    stop: CancellationToken,
+    /// Rebuilt after any error: it holds connections and loaded schemas.
+    engine: Option<Engine>,
+    failures: u32,
+}
+
+struct Engine {
+    prepared: Arc<Prepared>,
+    source: Endpoint,
+    source_flavor: Flavor,
+    target: Endpoint,
+    target_flavor: Flavor,
+}
+
+impl Reported for Runner {
+    type Error = WorkError;
+
+    fn stop(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    fn record(&mut self, checkpoint: Option<Checkpoint>, progress: Option<Progress>) {
+        if let Some(cp) = checkpoint {
+            let positions = self.status.positions.get_or_insert_with(Positions::default);
+            positions.snapshot = cp.snapshot.as_ref().map(|p| p.to_string());
+            positions.applied = cp.applied.as_ref().map(|p| p.to_string());
+            self.status.checkpoint = serde_json::to_value(&cp).ok();
+        }
+        if progress.is_some() {
+            self.status.progress = progress;
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), WorkError> {
+        self.persist().await
+    }
+}
+
+impl Runner {
+    fn name(&self) -> String {
+        self.obj.name_any()
+    }
+
+    fn step(&self) -> Step {
+        Step::parse(self.status.step.as_deref())
+    }
+
+    fn tables(&self) -> Vec<TableName> {
+        self.status.tables.iter().filter_map(|t| TableName::parse(t)).collect()
+    }
+
+    fn users(&self) -> Vec<String> {
+        self.obj.spec.accounts.users.clone()
+    }
+
+    fn switch(&mut self) -> &mut SwitchReport {
+        self.status.switch.get_or_insert_with(SwitchReport::default)
+    }
+
+    fn set(&mut self, desired: &[Desired]) {
+        let generation = self.obj.meta().generation;
+        self.status.conditions = conditions::merge(&self.status.conditions, desired, generation, &conditions::now());
+        self.status.observed_generation = generation;
+    }
+
+    async fn persist(&mut self) -> Result<(), WorkError> {
+        self.status.observed_generation = self.obj.meta().generation;
+        apply_status(&self.api, &self.name(), &self.status).await?;
+        Ok(())
+    }
+
+    async fn event(&self, type_: EventType, reason: &str, message: String) {
+        let regarding = self.obj.object_ref(&());
+        self.ctx.events.publish(&regarding, type_, reason, "Migrate", message).await;
+    }
+
+    /// Moves to `step`, writes status, and announces it.
+    async fn enter(&mut self, step: Step, message: String) -> Result<(), WorkError> {
+        let changed = self.step() != step;
+        self.status.step = Some(step.as_str().to_string());
+        self.persist().await?;
+        if changed {
+            self.event(EventType::Normal, step.as_str(), message).await;
+        }
+        Ok(())
+    }
+
+    async fn pass(&mut self) -> Result<Flow, WorkError> {
+        // The live spec: postpone, retry and cancel are read on every pass.
+        let live = self.api.get_opt(&self.name()).await?;
+        match live {
+            Some(o) if o.uid() == self.obj.uid() && o.meta().deletion_timestamp.is_none() => self.obj = o,
+            _ => {
+                // Deleted: an attempt that had fenced the source but not
+                // moved the data source must not leave the source fenced.
+                if plan::resume(&self.status) == Resume::Undo {
+                    self.unfence().await?;
+                }
+                return Ok(Flow::Done);
+            }
+        }
+        if self.obj.spec.cancel {
+            return self.cancel().await;
+        }
+        match self.step() {
+            Step::Pending => self.preflight().await,
+            Step::SeedCopy => self.seed_copy().await,
+            Step::Incremental => self.incremental().await,
+            Step::Accounts => self.accounts().await,
+            Step::ReadyToComplete | Step::Postponed => self.sync_and_switch().await,
+            Step::Switching => match plan::resume(&self.status) {
+                Resume::RollForward(from) => self.roll_forward(from).await,
+                Resume::Undo | Resume::Nothing => {
+                    self.unfence().await?;
+                    self.failed_attempt("interrupted (operator restarted); the source was unfenced".into()).await?;
+                    Ok(Flow::Continue)
+                }
+            },
+            Step::Complete | Step::Cancelled | Step::Failed => Ok(Flow::Done),
+        }
+    }
+
+    async fn cancel(&mut self) -> Result<Flow, WorkError> {
+        if let Resume::RollForward(_) = plan::resume(&self.status) {
+            // The data source has moved: cancelling now would split the
+            // applications between two servers. The switch finishes.
+            self.event(
+                EventType::Warning,
+                "CancelIgnored",
+                "the data source already points at the target; the switch finishes".into(),
+            )
+            .await;
+            let from = SubStep::parse(self.status.switch.as_ref().and_then(|s| s.sub_step.as_deref()));
+            return self.roll_forward(from.unwrap_or(SubStep::SwitchDataSource)).await;
+        }
+        if self.step() == Step::Switching {
+            self.unfence().await?;
+        }
+        let message = "cancelled by spec.cancel; the source is untouched, data copied to the target stays";
+        self.set(&[
+            Desired::new(SUCCEEDED, FALSE, "Cancelled", message),
+            Desired::new(READY_TO_COMPLETE, FALSE, "Cancelled", "cancelled"),
+        ]);
+        if let Some(s) = self.status.switch.as_mut() {
+            s.sub_step = None;
+        }
+        self.status.checkpoint = None;
+        self.enter(Step::Cancelled, message.into()).await?;
+        Ok(Flow::Done)
+    }
+
+    /// The source, as an engine endpoint.
+    async fn source(&self) -> Result<Endpoint, WorkError> {
+        let spec = &self.obj.spec.source;
+        if let Some(cluster) = &spec.cluster {
+            return Ok(access::primary(&self.ctx.client, &self.namespace, cluster).await?);
+        }
+        let ext = spec.external.as_ref().ok_or_else(|| WorkError::Invalid("spec.source is missing".into()))?;
+        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let secret = secrets.get_opt(&ext.credentials_secret).await?.ok_or_else(|| Unavailable::Credentials {
+            secret: ext.credentials_secret.clone(),
+            reason: "does not exist".into(),
+        })?;
+        let key = |k: &str| {
+            secret.data.as_ref().and_then(|d| d.get(k)).and_then(|v| String::from_utf8(v.0.clone()).ok()).ok_or_else(
+                || Unavailable::Credentials { secret: ext.credentials_secret.clone(), reason: format!("no {k} key") },
+            )
+        };
+        let (user, password) = (key("username")?, key("password")?);
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(ext.host.clone())
+            .tcp_port(ext.port.clamp(1, 65535) as u16)
+            .user(Some(user))
+            .pass(Some(password))
+            .prefer_socket(false);
+        Ok(Endpoint { name: format!("source {}:{}", ext.host, ext.port), opts: opts.into() })
+    }
+
+    async fn target(&self) -> Result<Endpoint, WorkError> {
+        Ok(access::primary(&self.ctx.client, &self.namespace, &self.obj.spec.target.cluster).await?)
+    }
+
+    fn source_place(&self) -> Place {
+        let s = &self.obj.spec.source;
+        match (&s.cluster, &s.external) {
+            (Some(c), _) => Place::Cluster(c.clone()),
+            (None, Some(e)) => Place::external(&e.host, e.port),
+            (None, None) => Place::ExternalHost { host: String::new(), port: 0 },
+        }
+    }
+
+    fn target_place(&self) -> Place {
+        Place::Cluster(self.obj.spec.target.cluster.clone())
+    }
+
+    /// Checks that touch nothing. While one fails the migration stays
+    /// Pending with InvalidSpec, and the checks run again: the user may fix
+    /// the source or the target.
+    async fn preflight(&mut self) -> Result<Flow, WorkError> {
+        match self.checks().await {
+            Ok(tables) => {
+                self.status.tables = tables.iter().map(|t| t.to_string()).collect();
+                self.set(&[Desired::new(SUCCEEDED, UNKNOWN, "InProgress", "copying")]);
+                let n = tables.len();
+                self.enter(Step::SeedCopy, format!("copying {n} tables from a consistent snapshot")).await?;
+                Ok(Flow::Continue)
+            }
+            Err(problem) => {
+                let message = format!("invalid spec: {problem}; nothing was touched");
+                let news = conditions::find(&self.status.conditions, SUCCEEDED)
+                    .is_none_or(|c| c.reason != conditions::REASON_INVALID_SPEC || c.message != message);
+                self.set(&[Desired::new(SUCCEEDED, FALSE, conditions::REASON_INVALID_SPEC, message.clone())]);
+                self.status.step = Some(Step::Pending.as_str().into());
+                self.persist().await?;
+                if news {
+                    self.event(EventType::Warning, conditions::REASON_INVALID_SPEC, message).await;
+                }
+                task::idle(&self.stop, PREFLIGHT_RECHECK).await;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// The moved tables, or what is wrong. Errors that may pass by
+    /// themselves (a primary not elected yet, a dropped connection) are
+    /// returned as errors and retried, not reported as an invalid spec.
+    async fn checks(&mut self) -> Result<Vec<TableName>, String> {
+        let spec = self.obj.spec.clone();
+        if spec.incremental.mode == IncrementalMode::Replication {
+            return Err("spec.incremental.mode replication is not available in this version; use binlog".into());
+        }
+        let outcome = async {
+            let source = self.source().await?;
+            let target = self.target().await?;
+            let mut src = source.connect_raw().await?;
+            let mut tgt = target.connect_raw().await?;
+            let flavor = source.flavor(&mut src).await?;
+            target.flavor(&mut tgt).await?;
+            let mut problems = Vec::new();
+            let missing = scope::missing_databases(&mut src, &spec.databases).await?;
+            if !missing.is_empty() {
+                problems.push(format!("the source has no database {}", missing.join(", ")));
+            }
+            let tables = scope::resolve(&mut src, &spec.databases, spec.tables.as_ref()).await?;
+            if tables.is_empty() && missing.is_empty() {
+                problems.push("no table of spec.databases passes spec.tables".into());
+            }
+            for t in scope::uncopyable(&mut src, &tables).await? {
+                problems.push(format!("{t}; exclude it with spec.tables.exclude"));
+            }
+            let conflicts = scope::conflicts(&mut tgt, &tables).await?;
+            if !conflicts.is_empty() {
+                problems.push(format!("the target already holds {}", conflicts.join(", ")));
+            }
+            match prereq::verify(&mut src, &source.name, flavor, MIN_BINLOG_RETENTION).await {
+                Ok(()) => {}
+                Err(e) if e.is_permanent() => problems.push(format!("binlog mode needs {e}")),
+                Err(e) => return Err(e.into()),
+            }
+            let server_id: Option<i64> = src.query_first("SELECT @@server_id").await.doing(|| "server_id".into())?;
+            let _ = src.disconnect().await;
+            let _ = tgt.disconnect().await;
+            Ok::<_, WorkError>((tables, problems, server_id))
+        }
+        .await;
+        match outcome {
+            Ok((tables, problems, server_id)) if problems.is_empty() => {
+                self.status.source_server_id = server_id;
+                Ok(tables)
+            }
+            Ok((_, problems, _)) => Err(problems.join("; ")),
+            Err(WorkError::Unavailable(u @ (Unavailable::NoCluster(_) | Unavailable::Credentials { .. }))) => {
+                Err(u.to_string())
+            }
+            Err(e) => {
+                // Not the spec's fault: say so, and wait.
+                tracing::info!(error = %e, "pre-flight checks could not run yet");
+                Err(format!("waiting: {e}"))
+            }
+        }
+    }
+
+    /// The engine for this migration, built once per task.
+    async fn engine(&mut self) -> Result<&Engine, WorkError> {
+        if self.engine.is_none() {
+            let source = self.source().await?;
+            let target = self.target().await?;
+            let mut src = source.connect_raw().await?;
+            let source_flavor = source.flavor(&mut src).await?;
+            let mut tgt = target.connect_raw().await?;
+            let target_flavor = target.flavor(&mut tgt).await?;
+            let _ = src.disconnect().await;
+            let _ = tgt.disconnect().await;
+            let tables = self
+                .tables()
+                .into_iter()
+                .map(|t| TableMapping {
+                    source: t.clone(),
+                    targets: vec![TargetTable { endpoint: 0, table: t }],
+                    columns: ColumnMapping::SameNames,
+                    router: None,
+                })
+                .collect();
+            let job = Job {
+                source: source.clone(),
+                targets: vec![target.clone()],
+                tables,
+                options: Options {
+                    throttle: self.obj.spec.throttle.clone(),
+                    server_id: task::reader_server_id(&self.obj.uid().unwrap_or_default()),
+                    min_binlog_retention: MIN_BINLOG_RETENTION,
+                    ..Options::default()
+                },
+            };
+            let prepared = job.prepare().await?;
+            self.engine = Some(Engine { prepared: Arc::new(prepared), source, source_flavor, target, target_flavor });
+        }
+        Ok(self.engine.as_ref().expect("engine was just built"))
+    }
+
+    /// Binary log positions belong to one server. If the source cluster
+    /// failed over, the copy starts again on the new primary (the target's
+    /// tables are emptied first). False when that restart began.
+    async fn same_source(&mut self) -> Result<bool, WorkError> {
+        let source = self.engine().await?.source.clone();
+        let mut conn = source.connect_raw().await?;
+        let now: Option<i64> = conn.query_first("SELECT @@server_id").await.doing(|| "reading server_id".into())?;
+        let _ = conn.disconnect().await;
+        match (self.status.source_server_id, now) {
+            (Some(was), Some(now)) if was != now => {
+                let target = self.engine().await?.target.clone();
+                let mut tgt = target.connect().await?;
+                for t in self.tables() {
+                    tgt.query_drop(format!("TRUNCATE TABLE {}", t.sql())).await.doing(|| format!("emptying {t}"))?;
+                }
+                self.engine = None;
+                self.status.checkpoint = None;
+                self.status.progress = None;
+                self.status.positions = None;
+                self.status.checksums.clear();
+                self.status.source_server_id = Some(now);
+                self.event(
+                    EventType::Warning,
+                    "SourceChanged",
+                    format!("the source's server_id changed ({was} → {now}); the seed copy starts over"),
+                )
+                .await;
+                self.enter(Step::SeedCopy, "copying again from the new source primary".into()).await?;
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    async fn resume(&mut self) -> Result<Option<(Checkpoint, Arc<Prepared>)>, WorkError> {
+        if !self.same_source().await? {
+            return Ok(None);
+        }
+        let cp = task::checkpoint_from(self.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
+        Ok(Some((cp, self.engine().await?.prepared.clone())))
+    }
+
+    async fn seed_copy(&mut self) -> Result<Flow, WorkError> {
+        {
+            let source = self.source().await?;
+            let target = self.target().await?;
+            let mut src = source.connect_raw().await?;
+            let mut tgt = target.connect().await?;
+            scope::create_on_target(&mut src, &mut tgt, &self.tables()).await?;
+            let _ = src.disconnect().await;
+            let _ = tgt.disconnect().await;
+        }
+        let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
+        let (latest, reporter) = task::reporter();
+        let Some(cp) = task::drive(self, &latest, prepared.copy(cp, &reporter)).await? else { return Ok(Flow::Done) };
+        self.record(Some(cp.clone()), None);
+        let rows = cp.rows_copied();
+        self.enter(Step::Incremental, format!("{rows} rows copied; applying changes from the binary log")).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Catches up once and compares every table at a consistent point, so a
+    /// problem shows long before the switch.
+    async fn incremental(&mut self) -> Result<Flow, WorkError> {
+        let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
+        let (latest, reporter) = task::reporter();
+        let Some(cp) = task::drive(self, &latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
+            return Ok(Flow::Done);
+        };
+        let Some((cp, report)) = task::drive(self, &latest, prepared.verify(cp, &reporter)).await? else {
+            return Ok(Flow::Done);
+        };
+        self.record(Some(cp), None);
+        self.status.checksums = checksums(&report);
+        if !report.is_equal() {
+            return Err(WorkError::Inconsistent(format!(
+                "the target differs from the source: {}",
+                differences(&report)
+            )));
+        }
+        let rows = report.rows();
+        self.enter(Step::Accounts, format!("in sync; checksum passed over {rows} rows; copying accounts")).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn accounts(&mut self) -> Result<Flow, WorkError> {
+        let engine = self.engine().await?;
+        let (source, sf, target, tf) =
+            (engine.source.clone(), engine.source_flavor, engine.target.clone(), engine.target_flavor);
+        let mut src = source.connect_raw().await?;
+        let mut tgt = target.connect_raw().await?;
+        let users = self.users();
+        let outcome = accounts::copy(&mut src, sf, &mut tgt, tf, &users, &self.obj.spec.databases)
+            .await
+            .doing(|| "copying accounts".into())?;
+        let _ = src.disconnect().await;
+        let _ = tgt.disconnect().await;
+        if !outcome.unsupported.is_empty() {
+            let list: Vec<String> = outcome.unsupported.iter().map(|u| format!("{}: {}", u.name, u.reason)).collect();
+            self.event(EventType::Warning, "AccountsNotMoved", list.join("; ")).await;
+        }
+        let moved = outcome.migrated.len();
+        let grants = outcome.diff.len();
+        self.status.accounts = Some(outcome);
+        // Applications can find the data through the data source from now
+        // on; it points at the source until the switch.
+        if let Some(ds) = self.obj.spec.switch.data_source.clone() {
+            let current = match &ds.config_map {
+                Some(cm) => datasource::current_generation(&self.ctx.client, &self.namespace, cm).await?,
+                None => 0,
+            };
+            let place = self.source_place();
+            self.publish(current.max(1), &place).await?;
+        }
+        self.enter(Step::ReadyToComplete, format!("{moved} accounts in place ({grants} grants added); in sync"))
+            .await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn publish(&self, generation: i64, place: &Place) -> Result<(), WorkError> {
+        let Some(ds) = &self.obj.spec.switch.data_source else { return Ok(()) };
+        let name = self.name();
+        Publish {
+            namespace: &self.namespace,
+            migration: &name,
+            service: ds.service.as_deref(),
+            config_map: ds.config_map.as_deref(),
+            databases: &self.obj.spec.databases,
+            generation,
+        }
+        .to(&self.ctx.client, place)
+        .await
+    }
+
+    async fn sync_and_switch(&mut self) -> Result<Flow, WorkError> {
+        let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
+        let (latest, reporter) = task::reporter();
+        let started = tokio::time::Instant::now();
+        let Some(cp) = task::drive(self, &latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
+            return Ok(Flow::Done);
+        };
+        // Everything committed when the pass began is applied: the target
+        // trails by at most the pass's duration.
+        let lag = started.elapsed();
+        self.record(Some(cp), None);
+        if let Some(p) = self.status.progress.as_mut() {
+            p.lag_seconds = Some(lag.as_secs() as i64);
+        }
+        let spec = self.obj.spec.clone();
+        let record = self.switch().clone();
+        if record.retry != spec.switch.retry {
+            let s = self.switch();
+            s.attempts = 0;
+            s.next_attempt_time = None;
+            s.retry = spec.switch.retry;
+            self.event(
+                EventType::Normal,
+                "SwitchRearmed",
+                format!("spec.switch.retry is {}: {} fresh attempts", spec.switch.retry, spec.switch.max_attempts),
+            )
+            .await;
+        }
+        let now = jiff::Timestamp::now();
+        match plan::switch(&spec, &self.status, lag, now) {
+            Decision::Postponed => {
+                self.set(&[Desired::new(
+                    READY_TO_COMPLETE,
+                    TRUE,
+                    "Postponed",
+                    "in sync with the accounts in place; spec.postponeCompletion holds the switch",
+                )]);
+                self.enter(
+                    Step::Postponed,
+                    "switch postponed by spec.postponeCompletion; changes keep applying".into(),
+                )
+                .await?;
+                self.idle(IDLE).await;
+            }
+            Decision::Exhausted => {
+                let last = self.switch().last_error.clone().unwrap_or_default();
+                let message = format!(
+                    "{} switch attempts failed; last: {last}. Change spec.switch.retry (e.g. to {}) to re-arm",
+                    self.switch().attempts,
+                    spec.switch.retry + 1
+                );
+                let news = conditions::find(&self.status.conditions, READY_TO_COMPLETE)
+                    .is_none_or(|c| c.reason != "SwitchAttemptsExhausted");
+                self.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "SwitchAttemptsExhausted", message.clone())]);
+                self.status.step = Some(Step::ReadyToComplete.as_str().into());
+                self.persist().await?;
+                if news {
+                    self.event(EventType::Warning, "SwitchAttemptsExhausted", message).await;
+                }
+                self.idle(IDLE).await;
+            }
+            Decision::LagTooHigh { lag } => {
+                self.set(&[Desired::new(
+                    READY_TO_COMPLETE,
+                    FALSE,
+                    "LagTooHigh",
+                    format!("the target trails by {} s (max {} s)", lag.as_secs(), spec.switch.max_lag_seconds),
+                )]);
+                self.enter(Step::ReadyToComplete, "catching up".into()).await?;
+            }
+            Decision::Wait { until } => {
+                self.set(&[Desired::new(
+                    READY_TO_COMPLETE,
+                    TRUE,
+                    "BackingOff",
+                    format!("next switch attempt at {until}"),
+                )]);
+                self.enter(Step::ReadyToComplete, "backing off".into()).await?;
+                let left = until.duration_since(now).unsigned_abs();
+                self.idle(left.min(IDLE)).await;
+            }
+            Decision::Attempt => {
+                self.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "InSync", "in sync with the accounts in place")]);
+                return self.attempt().await;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn idle(&self, d: Duration) {
+        task::idle(&self.stop, d).await;
+    }
+
+    /// Records `sub` as the attempt's place before doing it.
+    async fn at(&mut self, sub: SubStep) -> Result<(), WorkError> {
+        self.switch().sub_step = Some(sub.as_str().into());
+        self.persist().await
+    }
+
+    fn lock_wait(&self) -> Duration {
+        Duration::from_secs(self.obj.spec.switch.lock_wait_timeout_seconds.max(1) as u64)
+    }
+
+    async fn attempt(&mut self) -> Result<Flow, WorkError> {
+        let spec = self.obj.spec.clone();
+        let n = {
+            let s = self.switch();
+            s.attempts += 1;
+            s.sub_step = Some(SubStep::PermissionCheck.as_str().into());
+            s.fenced_at = None;
+            s.fence_position = None;
+            s.attempts
+        };
+        self.set(&[Desired::new(
+            READY_TO_COMPLETE,
+            TRUE,
+            "Switching",
+            format!("attempt {n} of {}", spec.switch.max_attempts),
+        )]);
+        // The attempt is on record before anything is touched.
+        self.enter(Step::Switching, format!("switch attempt {n} of {}", spec.switch.max_attempts)).await?;
+
+        let engine = self.engine().await?;
+        let (source, sf, target, tf, prepared) = (
+            engine.source.clone(),
+            engine.source_flavor,
+            engine.target.clone(),
+            engine.target_flavor,
+            engine.prepared.clone(),
+        );
+
+        // 1. Every migrated account can log in on the target with the same
+        // grants.
+        let mut src = source.connect_raw().await?;
+        let mut tgt = target.connect_raw().await?;
+        let problems = accounts::check(&mut src, sf, &mut tgt, tf, &self.users(), &spec.databases)
+            .await
+            .doing(|| "checking accounts on the target".into())?;
+        let _ = tgt.disconnect().await;
+        if !problems.is_empty() {
+            let _ = src.disconnect().await;
+            self.failed_attempt(format!("permission check: {}", problems.join("; "))).await?;
+            return Ok(Flow::Continue);
+        }
+
+        // 2. Fence.
+        self.at(SubStep::Fence).await?;
+        let tables = self.tables();
+        let message = format!("switchyard: moved to MySQLCluster {}; writes here are refused", spec.target.cluster);
+        let fenced_at = jiff::Timestamp::now();
+        let position = match fence::fence(&mut src, sf, &tables, self.lock_wait(), &message).await? {
+            Fenced::Yes { position } => position,
+            Fenced::Blocked { blockers } => {
+                let _ = src.disconnect().await;
+                let who = if blockers.is_empty() { "no session found".to_string() } else { blockers.join("; ") };
+                self.failed_attempt(format!(
+                    "the moved tables could not be locked within {} s; blocked by {who}",
+                    self.lock_wait().as_secs()
+                ))
+                .await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let _ = src.disconnect().await;
+        {
+            let s = self.switch();
+            s.fenced_at = Some(Time(fenced_at));
+            s.fence_position = Some(position.to_string());
+        }
+
+        // 3. Catch up to the fence's position, bounded.
+        self.at(SubStep::CatchUp).await?;
+        let cp = task::checkpoint_from(self.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
+        let (_latest, reporter) = task::reporter();
+        let caught =
+            tokio::time::timeout(self.lock_wait(), prepared.apply(cp, Until::Position(position.clone()), &reporter))
+                .await;
+        let cp = match caught {
+            Ok(Ok(cp)) => cp,
+            Ok(Err(e)) => {
+                self.unfence().await?;
+                return Err(e.into());
+            }
+            Err(_) => {
+                self.unfence().await?;
+                self.failed_attempt(format!(
+                    "the target did not reach the fence position {position} within {} s",
+                    self.lock_wait().as_secs()
+                ))
+                .await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        self.record(Some(cp), None);
+
+        // 4. Checksum every table.
+        self.at(SubStep::Checksum).await?;
+        let report = match crate::movement::checksum::compare_fenced(&prepared, position.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.unfence().await?;
+                return Err(e.into());
+            }
+        };
+        self.status.checksums = checksums(&report);
+        if !report.is_equal() {
+            self.unfence().await?;
+            self.failed_attempt(format!("checksum mismatch: {}", differences(&report))).await?;
+            return Ok(Flow::Continue);
+        }
+        self.roll_forward(SubStep::SwitchDataSource).await
+    }
+
+    /// Sub-steps from `from` on; each is idempotent, so a restarted task
+    /// redoes the one it was in.
+    async fn roll_forward(&mut self, from: SubStep) -> Result<Flow, WorkError> {
+        let spec = self.obj.spec.clone();
+        let mut sub = from;
+        loop {
+            self.at(sub).await?;
+            match sub {
+                SubStep::SwitchDataSource => {
+                    let generation = match self.switch().generation {
+                        Some(g) => g,
+                        None => {
+                            let current = match spec.switch.data_source.as_ref().and_then(|d| d.config_map.clone()) {
+                                Some(cm) => {
+                                    datasource::current_generation(&self.ctx.client, &self.namespace, &cm).await?
+                                }
+                                None => 0,
+                            };
+                            let g = current.max(1) + 1;
+                            self.switch().generation = Some(g);
+                            self.persist().await?;
+                            g
+                        }
+                    };
+                    let (old, new) = (self.source_place(), self.target_place());
+                    self.publish(generation, &new).await?;
+                    let ns = self.namespace.clone();
+                    let s = self.switch();
+                    s.old_endpoint = Some(old.endpoint(&ns));
+                    s.new_endpoint = Some(new.endpoint(&ns));
+                    if let Some(at) = &s.fenced_at {
+                        s.fenced_millis = Some(jiff::Timestamp::now().duration_since(at.0).as_millis() as i64);
+                    }
+                }
+                SubStep::KillConnections => {
+                    if spec.switch.kill_blocked_queries {
+                        let source = self.source().await?;
+                        let mut src = source.connect_raw().await?;
+                        let users: Vec<String> = self
+                            .users()
+                            .iter()
+                            .filter_map(|a| parse_account(a).ok().map(|(u, _)| u.to_string()))
+                            .collect();
+                        let killed = fence::kill_connections(&mut src, &self.tables(), &users).await?;
+                        let _ = src.disconnect().await;
+                        *self.switch().killed_connections.get_or_insert(0) += killed;
+                    }
+                }
+                SubStep::StopIncremental => {
+                    // binlog mode: the change stream is this task's; it is
+                    // not run again. Closing the engine ends its sessions.
+                    self.engine = None;
+                    self.status.checkpoint = None;
+                }
+                SubStep::SourceReadOnly => {
+                    let source = self.source().await?;
+                    let mut src = source.connect_raw().await?;
+                    let tables = self.tables();
+                    let missing = fence::unfenced_tables(&mut src, &tables).await?;
+                    if !missing.is_empty() {
+                        // Someone removed part of the fence: put it back.
+                        // The data source has moved, so no lock is needed
+                        // to keep the two servers apart any more.
+                        let message = format!("switchyard: moved to MySQLCluster {}", spec.target.cluster);
+                        for t in tables.iter().filter(|t| missing.contains(&t.to_string())) {
+                            for s in fence::create_triggers(t, &message) {
+                                src.query_drop(s).await.doing(|| format!("fencing {t}"))?;
+                            }
+                        }
+                    }
+                    let _ = src.disconnect().await;
+                }
+                SubStep::PermissionCheck | SubStep::Fence | SubStep::CatchUp | SubStep::Checksum => {}
+            }
+            match sub.next() {
+                Some(next) => sub = next,
+                None => break,
+            }
+        }
+        self.completed().await?;
+        Ok(Flow::Done)
+    }
+
+    async fn completed(&mut self) -> Result<(), WorkError> {
+        let s = self.switch().clone();
+        let rows: i64 = self.status.checksums.iter().map(|c| c.rows).sum();
+        let message = format!(
+            "switched from {} to {}: writes fenced {} ms, checksums equal over {rows} rows in {} tables, {} connections killed; the source refuses writes to the moved tables",
+            s.old_endpoint.as_deref().unwrap_or("?"),
+            s.new_endpoint.as_deref().unwrap_or("?"),
+            s.fenced_millis.unwrap_or(0),
+            self.status.checksums.len(),
+            s.killed_connections.unwrap_or(0),
+        );
+        {
+            let sw = self.switch();
+            sw.sub_step = None;
+            sw.next_attempt_time = None;
+        }
+        self.status.completion_time = Some(conditions::now());
+        self.set(&[
+            Desired::new(SUCCEEDED, TRUE, "Completed", message.clone()),
+            Desired::new(READY_TO_COMPLETE, FALSE, "Completed", "the switch is done"),
+        ]);
+        self.enter(Step::Complete, message).await
+    }
+
+    /// Takes the fence down; the source serves writes again.
+    async fn unfence(&mut self) -> Result<(), WorkError> {
+        let tables = self.tables();
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let source = self.source().await?;
+        let mut src = source.connect_raw().await?;
+        fence::unfence(&mut src, &tables, self.lock_wait()).await?;
+        let _ = src.disconnect().await;
+        let s = self.switch();
+        s.fenced_at = None;
+        s.fence_position = None;
+        Ok(())
+    }
+
+    async fn failed_attempt(&mut self, reason: String) -> Result<(), WorkError> {
+        let spec = self.obj.spec.clone();
+        let n = {
+            let s = self.switch();
+            s.sub_step = None;
+            s.last_error = Some(reason.clone());
+            s.attempts
+        };
+        let wait = plan::backoff(&spec, n);
+        self.switch().next_attempt_time = Some(Time(jiff::Timestamp::now() + wait));
+        self.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "SwitchFailed", format!("attempt {n} failed: {reason}"))]);
+        self.status.step = Some(Step::ReadyToComplete.as_str().into());
+        self.persist().await?;
+        self.event(
+            EventType::Warning,
+            "SwitchFailed",
+            format!("attempt {n} of {} failed, the source serves as before: {reason}", spec.switch.max_attempts),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// A permanent error: the source is left serving, unfenced.
+    async fn fail(&mut self, e: &WorkError) {
+        if plan::resume(&self.status) == Resume::Undo && self.unfence().await.is_err() {
+            tracing::warn!("could not unfence the source after a failure");
+        }
+        let reason = if matches!(e, WorkError::Invalid(_)) { conditions::REASON_INVALID_SPEC } else { "Failed" };
+        self.status.checkpoint = None;
+        self.set(&[
+            Desired::new(SUCCEEDED, FALSE, reason, format!("{e}; the source is untouched")),
+            Desired::new(READY_TO_COMPLETE, FALSE, reason, "the migration failed"),
+        ]);
+        self.status.step = Some(Step::Failed.as_str().into());
+        if let Err(pe) = self.persist().await {
+            tracing::warn!(error = %pe, "could not record the failure");
+        }
+        self.event(EventType::Warning, reason, format!("{e}")).await;
+    }
+}
+
+fn checksums(report: &ChecksumReport) -> Vec<TableChecksum> {
+    report
+        .tables
+        .iter()
+        .map(|t| TableChecksum {
+            table: t.table.clone(),
+            matched: t.mismatches.is_empty(),
+            rows: t.rows as i64,
+            differing_keys: t
+                .mismatches
+                .iter()
+                .flat_map(|m| m.missing.iter().chain(&m.extra).chain(&m.changed))
+                .take(20)
+                .cloned()
+                .collect(),
+        })
+        .collect()
+}
+
+fn differences(report: &ChecksumReport) -> String {
+    report
+        .tables
+        .iter()
+        .filter(|t| !t.mismatches.is_empty())
+        .map(|t| {
+            let m = &t.mismatches[0];
+            format!(
+                "{} (range {}: source {} rows, target {}; missing {:?}, extra {:?}, changed {:?})",
+                t.table, m.range, m.source_rows, m.target_rows, m.missing, m.extra, m.changed
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,185 @@
+//! Which tables a migration moves, the pre-flight checks on them, and their
+//! creation on the target. Tables are resolved once, when the migration
+//! starts, and kept in `status.tables`.
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::api::TableFilter;
+use crate::movement::{MovementError, TableName, schema};
+use crate::mysql::sql::{quote, quote_ident};
+use crate::operator::work_error::{Doing, WorkError};
+
+/// Whether `database.table` is in scope. An entry without a database matches
+/// the table in every migrated database; exclude wins over include.
+pub fn in_scope(database: &str, table: &str, filter: Option<&TableFilter>) -> bool {
+    let Some(f) = filter else { return true };
+    let matches = |entry: &String| match entry.split_once('.') {
+        Some((d, t)) => d == database && t == table,
+        None => entry == table,
+    };
+    if f.exclude.iter().any(matches) {
+        return false;
+    }
+    f.include.is_empty() || f.include.iter().any(matches)
+}
+
+/// The base tables of `databases` on the source that the filter selects.
+pub async fn resolve(
+    conn: &mut Conn,
+    databases: &[String],
+    filter: Option<&TableFilter>,
+) -> Result<Vec<TableName>, WorkError> {
+    let mut out = Vec::new();
+    for db in databases {
+        let names: Vec<String> = conn
+            .exec(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' \
+                 ORDER BY TABLE_NAME",
+                (db,),
+            )
+            .await
+            .doing(|| format!("listing the tables of {db} on the source"))?;
+        out.extend(names.into_iter().filter(|t| in_scope(db, t, filter)).map(|t| TableName::new(db, &t)));
+    }
+    Ok(out)
+}
+
+/// Databases in `databases` that do not exist on the source.
+pub async fn missing_databases(conn: &mut Conn, databases: &[String]) -> Result<Vec<String>, WorkError> {
+    let mut missing = Vec::new();
+    for db in databases {
+        let found: Option<String> = conn
+            .exec_first("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", (db,))
+            .await
+            .doing(|| "listing the source's databases".into())?;
+        if found.is_none() {
+            missing.push(db.clone());
+        }
+    }
+    Ok(missing)
+}
+
+/// Tables the engine cannot copy: no primary key and no unique key on NOT
+/// NULL columns (rows could not be found again by key), or a column type it
+/// does not handle. Each with why.
+pub async fn uncopyable(conn: &mut Conn, tables: &[TableName]) -> Result<Vec<String>, WorkError> {
+    let mut out = Vec::new();
+    for t in tables {
+        match schema::load(conn, "source", t).await {
+            Ok(_) => {}
+            Err(MovementError::Table { table, reason }) => out.push(format!("{table} {reason}")),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+/// Moved tables that already exist on the target.
+pub async fn conflicts(target: &mut Conn, tables: &[TableName]) -> Result<Vec<String>, WorkError> {
+    let mut out = Vec::new();
+    for t in tables {
+        let found: Option<String> = target
+            .exec_first(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&t.schema, &t.table),
+            )
+            .await
+            .doing(|| "listing the target's tables".into())?;
+        if found.is_some() {
+            out.push(t.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// `SHOW CREATE TABLE` output made idempotent and schema-qualified.
+pub fn create_statement(table: &TableName, show_create: &str) -> Option<String> {
+    let rest = show_create.trim_start().strip_prefix("CREATE TABLE ")?;
+    // The name as SHOW CREATE TABLE prints it: backquoted, unqualified.
+    let name_end = if rest.starts_with('`') {
+        let mut i = 1;
+        let b = rest.as_bytes();
+        loop {
+            match b.get(i) {
+                Some(b'`') if b.get(i + 1) == Some(&b'`') => i += 2,
+                Some(b'`') => break i + 1,
+                Some(_) => i += 1,
+                None => return None,
+            }
+        }
+    } else {
+        rest.find(' ')?
+    };
+    Some(format!("CREATE TABLE IF NOT EXISTS {}{}", table.sql(), &rest[name_end..]))
+}
+
+/// Creates the moved databases and tables on the target as the source
+/// defines them. Idempotent: what exists is left as it is.
+pub async fn create_on_target(source: &mut Conn, target: &mut Conn, tables: &[TableName]) -> Result<(), WorkError> {
+    // Foreign keys may name tables created later in this loop.
+    target.query_drop("SET SESSION foreign_key_checks = 0").await.doing(|| "preparing the target session".into())?;
+    let mut done_dbs: Vec<&str> = Vec::new();
+    for t in tables {
+        if !done_dbs.contains(&t.schema.as_str()) {
+            let charset: Option<(String, String)> = source
+                .exec_first(
+                    "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA \
+                     WHERE SCHEMA_NAME = ?",
+                    (&t.schema,),
+                )
+                .await
+                .doing(|| format!("reading database {}", t.schema))?;
+            let mut create = format!("CREATE DATABASE IF NOT EXISTS {}", quote_ident(&t.schema));
+            if let Some((cs, coll)) = charset {
+                create.push_str(&format!(" CHARACTER SET {} COLLATE {}", quote(&cs), quote(&coll)));
+            }
+            target.query_drop(create).await.doing(|| format!("creating database {} on the target", t.schema))?;
+            done_dbs.push(&t.schema);
+        }
+        let row: Option<(String, String)> = source
+            .query_first(format!("SHOW CREATE TABLE {}", t.sql()))
+            .await
+            .doing(|| format!("reading the definition of {t}"))?;
+        let ddl = row
+            .and_then(|(_, ddl)| create_statement(t, &ddl))
+            .ok_or_else(|| WorkError::Inconsistent(format!("SHOW CREATE TABLE {t} returned no table definition")))?;
+        target.query_drop(ddl).await.doing(|| format!("creating {t} on the target"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(include: &[&str], exclude: &[&str]) -> TableFilter {
+        TableFilter {
+            include: include.iter().map(|s| s.to_string()).collect(),
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn filters() {
+        assert!(in_scope("shop", "orders", None));
+        let f = filter(&[], &["audit", "shop.tmp"]);
+        assert!(in_scope("shop", "orders", Some(&f)));
+        assert!(!in_scope("shop", "audit", Some(&f)) && !in_scope("crm", "audit", Some(&f)));
+        assert!(!in_scope("shop", "tmp", Some(&f)) && in_scope("crm", "tmp", Some(&f)));
+        let f = filter(&["shop.orders", "items"], &["crm.items"]);
+        assert!(in_scope("shop", "orders", Some(&f)) && !in_scope("crm", "orders", Some(&f)));
+        assert!(in_scope("shop", "items", Some(&f)) && !in_scope("crm", "items", Some(&f)), "exclude wins");
+    }
+
+    #[test]
+    fn create_statements_are_idempotent_and_qualified() {
+        let t = TableName::new("shop", "odd`name");
+        let ddl = "CREATE TABLE `odd``name` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB";
+        assert_eq!(
+            create_statement(&t, ddl).unwrap(),
+            "CREATE TABLE IF NOT EXISTS `shop`.`odd``name` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB"
+        );
+        assert_eq!(create_statement(&t, "CREATE VIEW v AS SELECT 1"), None);
+    }
+}
