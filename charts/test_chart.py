@@ -63,6 +63,8 @@ EXPECTED_CLUSTER_RULES = [
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "patch"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "patch"]},
     {"apiGroups": ["switchyard.io"], "resources": ["mysqlclusters/finalizers"], "verbs": ["update"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["endpoints"], "verbs": ["create", "patch"]},
 ]
 
 

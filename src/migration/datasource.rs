@@ -101,9 +101,25 @@ pub fn service(namespace: &str, name: &str, migration: &str, place: &Place) -> S
     Service { metadata: meta(namespace, name, migration), spec: Some(spec), ..Service::default() }
 }
 
+/// Whether Kubernetes accepts `ip` as an endpoint. Loopback and link-local
+/// addresses are refused by the API (and no pod could reach them anyway);
+/// for those only the ConfigMap names the source.
+pub fn routable(ip: &str) -> bool {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V4(a)) => !(a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_multicast()),
+        Ok(IpAddr::V6(a)) => {
+            !(a.is_loopback() || a.is_unspecified() || a.is_multicast() || (a.segments()[0] & 0xffc0) == 0xfe80)
+        }
+        Err(_) => false,
+    }
+}
+
 /// The Endpoints of a selector-less Service in front of an external IP.
 pub fn endpoints(namespace: &str, name: &str, migration: &str, place: &Place) -> Option<Endpoints> {
     let Place::ExternalIp { ip, port } = place else { return None };
+    if !routable(ip) {
+        return None;
+    }
     Some(Endpoints {
         metadata: meta(namespace, name, migration),
         subsets: Some(vec![EndpointSubset {
@@ -216,6 +232,11 @@ mod tests {
         assert_eq!(spec.ports.unwrap()[0].target_port, Some(IntOrString::Int(3307)));
         let ep = endpoints("prod", "orders-db", "m", &ip).unwrap();
         assert_eq!(ep.subsets.unwrap()[0].addresses.as_ref().unwrap()[0].ip, "10.1.2.3");
+        assert!(
+            endpoints("prod", "orders-db", "m", &Place::external("127.0.0.1", 3306)).is_none(),
+            "refused by the API"
+        );
+        assert!(routable("10.0.0.1") && !routable("169.254.1.1") && !routable("::1") && !routable("fe80::1"));
         let host = service("prod", "orders-db", "m", &Place::external("legacy.corp", 3306)).spec.unwrap();
         assert_eq!((host.type_.as_deref(), host.external_name.as_deref()), (Some("ExternalName"), Some("legacy.corp")));
     }

@@ -655,7 +655,12 @@ impl Runner {
     /// Records `sub` as the attempt's place before doing it.
     async fn at(&mut self, sub: SubStep) -> Result<(), WorkError> {
         self.switch().sub_step = Some(sub.as_str().into());
-        self.persist().await
+        self.persist().await?;
+        if let Some(hold) = failpoint_hold(sub) {
+            tracing::warn!(sub_step = sub.as_str(), ?hold, "failpoint: holding the switch");
+            tokio::time::sleep(hold).await;
+        }
+        Ok(())
     }
 
     fn lock_wait(&self) -> Duration {
@@ -934,6 +939,14 @@ impl Runner {
         }
         self.event(EventType::Warning, reason, format!("{e}")).await;
     }
+}
+
+/// `SWITCHYARD_FAILPOINT=switch-hold:<SubStep>:<ms>`: the e2e suite's way
+/// to catch an attempt at one sub-step and kill the operator there.
+fn failpoint_hold(sub: SubStep) -> Option<Duration> {
+    let v = std::env::var("SWITCHYARD_FAILPOINT").ok()?;
+    let (name, ms) = v.strip_prefix("switch-hold:")?.split_once(':')?;
+    (name == sub.as_str()).then(|| ms.parse().ok().map(Duration::from_millis))?
 }
 
 fn checksums(report: &ChecksumReport) -> Vec<TableChecksum> {

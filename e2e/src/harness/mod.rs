@@ -18,6 +18,7 @@ pub mod mysql;
 pub mod namespace;
 pub mod operator;
 pub mod pods;
+pub mod resource;
 pub mod servers;
 pub mod wait;
 pub mod writer;
