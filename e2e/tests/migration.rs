@@ -1,5 +1,5 @@
 //! e2e of Migration, driven with kubectl as a user would. The source is an
-//! external MariaDB (a standalone server on 127.0.0.1:33071, the "legacy
+//! external MariaDB (a standalone server on 127.0.0.1:33074, the "legacy
 //! host"), the target a MySQLCluster. A writer inserts, updates and deletes
 //! rows of `e2e.orders` on the source throughout, as an application account,
 //! and keeps a model of what the source acknowledged. Every case ends with
@@ -28,7 +28,7 @@ const POLL: Duration = Duration::from_millis(200);
 const PROVISION_TIMEOUT: Duration = Duration::from_secs(300);
 const MIGRATION_TIMEOUT: Duration = Duration::from_secs(240);
 const WRITE_INTERVAL: Duration = Duration::from_millis(5);
-const SOURCE_PORT: u16 = 33071;
+const SOURCE_PORT: u16 = 33074;
 const ROWS: i64 = 50_000;
 
 struct Env {
