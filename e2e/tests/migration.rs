@@ -65,6 +65,7 @@ async fn provision(prefix: &str, replicas: u32) -> anyhow::Result<Env> {
     let mut c = source.conn().await?;
     c.query_drop("DROP DATABASE IF EXISTS e2e").await?;
     c.query_drop("DROP USER IF EXISTS 'app_rw'@'%', 'app_ro'@'%'").await?;
+    c.query_drop("SET GLOBAL gtid_domain_id = 0").await?;
     drop(c);
     let ns = TestNamespace::create(prefix)?;
     kubectl(&[
@@ -268,8 +269,23 @@ fn switch_report(o: &Value) -> &Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_source_to_three_instances_postponed_then_released() -> anyhow::Result<()> {
-    let mut env = provision("mig-main", 3).await?;
+    main_case("mig-main", "").await
+}
+
+/// The main case with the target's primary replicating from the source
+/// (which needs a GTID domain of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_mode_postponed_then_released() -> anyhow::Result<()> {
+    main_case("mig-repl", "  incremental: {mode: replication}\n").await
+}
+
+async fn main_case(prefix: &str, extra: &str) -> anyhow::Result<()> {
+    let replication = extra.contains("replication");
+    let mut env = provision(prefix, 3).await?;
     let ns = env.ns().to_string();
+    if replication {
+        env.source_root().await?.query_drop("SET GLOBAL gtid_domain_id = 7").await?;
+    }
     let model = seed_source(&env, ROWS).await?;
     let w = ModelWriter::start(&env.source_addr(), "app_rw", "rw-pass", "orders", model, WRITE_INTERVAL);
     w.wait_for_progress(20, Duration::from_secs(20)).await?;
@@ -278,7 +294,7 @@ async fn external_source_to_three_instances_postponed_then_released() -> anyhow:
     let mut idle = mysql(&env.source_addr(), "app_ro", "ro-pass").await?;
     idle.query_drop("SELECT 1 FROM e2e.orders LIMIT 1").await?;
 
-    apply_yaml(&ns, &migration_yaml("legacy", SWITCH))?;
+    apply_yaml(&ns, &migration_yaml("legacy", &format!("{extra}{SWITCH}")))?;
     let held = wait_step(&ns, KIND, "legacy", "Postponed", MIGRATION_TIMEOUT)?;
     let s = &held["status"];
     ensure!(condition_is(&held, "ReadyToComplete", "True"), "{s}");
@@ -314,6 +330,12 @@ async fn external_source_to_three_instances_postponed_then_released() -> anyhow:
     for reason in ["SeedCopy", "Postponed", "Switching", "Complete"] {
         ensure!(events.contains(&format!("\"{reason}\"")), "no {reason} Event: {events}");
     }
+    if replication {
+        ensure!(events.contains("ReplicationStarted"), "{events}");
+        let mut t = env.target_root().await?;
+        let channels: Vec<Row> = t.query("SHOW ALL SLAVES STATUS").await?;
+        ensure!(channels.is_empty(), "the target still replicates from the source after the switch");
+    }
     env.operator.take();
     env.ns.passed();
     Ok(())
@@ -347,6 +369,12 @@ async fn bad_input_is_refused_and_touches_nothing() -> anyhow::Result<()> {
         .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'e2e' AND TABLE_NAME = 'orders'")
         .await?;
     ensure!(orders.is_empty(), "a refused migration created tables");
+    // Replication mode with the source in the target's GTID domain.
+    t.query_drop("DROP TABLE e2e.items").await?;
+    apply_yaml(&ns, &migration_yaml("samedomain", "  incremental: {mode: replication}\n"))?;
+    wait_for(&ns, KIND, "samedomain", "InvalidSpec", Duration::from_secs(60), |o| {
+        o["status"]["conditions"].to_string().contains("gtid_domain_id 0 is also used by the target")
+    })?;
     // A missing source Secret, and a missing target cluster.
     apply_yaml(&ns, &migration_yaml("nosecret", "").replace("credentialsSecret: legacy", "credentialsSecret: nope"))?;
     wait_for(&ns, KIND, "nosecret", "InvalidSpec", Duration::from_secs(60), |o| {

@@ -6,6 +6,7 @@ pub mod controller;
 pub mod datasource;
 pub mod fence;
 pub mod plan;
+pub mod replica;
 pub mod runner;
 pub mod scope;
 pub mod validate;

@@ -24,6 +24,7 @@ use super::controller::{READY_TO_COMPLETE, SUCCEEDED};
 use super::datasource::{self, Place, Publish};
 use super::fence::{self, Fenced};
 use super::plan::{self, Resume, Step, SubStep};
+use super::replica;
 use super::scope;
 use super::validate::parse_account;
 use crate::api::Progress;
@@ -160,6 +161,15 @@ impl Runner {
         self.obj.spec.accounts.users.clone()
     }
 
+    fn replication(&self) -> bool {
+        self.obj.spec.incremental.mode == IncrementalMode::Replication
+    }
+
+    /// The target's replication connection (replication mode).
+    fn channel(&self) -> String {
+        replica::connection_name(task::reader_server_id(&self.obj.uid().unwrap_or_default()))
+    }
+
     fn switch(&mut self) -> &mut SwitchReport {
         self.status.switch.get_or_insert_with(SwitchReport::default)
     }
@@ -242,6 +252,9 @@ impl Runner {
         }
         if self.step() == Step::Switching {
             self.unfence().await?;
+        }
+        if self.replication() {
+            self.remove_replica().await?;
         }
         let message = "cancelled by spec.cancel; the source is untouched, data copied to the target stays";
         self.set(&[
@@ -333,9 +346,6 @@ impl Runner {
     /// returned as errors and retried, not reported as an invalid spec.
     async fn checks(&mut self) -> Result<Vec<TableName>, String> {
         let spec = self.obj.spec.clone();
-        if spec.incremental.mode == IncrementalMode::Replication {
-            return Err("spec.incremental.mode replication is not available in this version; use binlog".into());
-        }
         let outcome = async {
             let source = self.source().await?;
             let target = self.target().await?;
@@ -363,6 +373,10 @@ impl Runner {
                 Ok(()) => {}
                 Err(e) if e.is_permanent() => problems.push(format!("binlog mode needs {e}")),
                 Err(e) => return Err(e.into()),
+            }
+            if spec.incremental.mode == IncrementalMode::Replication {
+                let tf = target.flavor(&mut tgt).await?;
+                problems.extend(replication_problems(&mut src, flavor, &mut tgt, tf).await?);
             }
             let server_id: Option<i64> = src.query_first("SELECT @@server_id").await.doing(|| "server_id".into())?;
             let _ = src.disconnect().await;
@@ -489,6 +503,12 @@ impl Runner {
     /// Catches up once and compares every table at a consistent point, so a
     /// problem shows long before the switch.
     async fn incremental(&mut self) -> Result<Flow, WorkError> {
+        if self.replication() && self.replica_state().await?.is_some() {
+            // The hand-over happened before a restart: the target applies
+            // the changes now, and the engine must not apply them again.
+            self.enter(Step::Accounts, "replicating; copying accounts".into()).await?;
+            return Ok(Flow::Continue);
+        }
         let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
         let (latest, reporter) = task::reporter();
         let Some(cp) = task::drive(self, &latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
@@ -506,6 +526,10 @@ impl Runner {
             )));
         }
         let rows = report.rows();
+        if self.replication() {
+            let from = cp_applied(&self.status)?;
+            self.start_replica(&from).await?;
+        }
         self.enter(Step::Accounts, format!("in sync; checksum passed over {rows} rows; copying accounts")).await?;
         Ok(Flow::Continue)
     }
@@ -560,16 +584,20 @@ impl Runner {
     }
 
     async fn sync_and_switch(&mut self) -> Result<Flow, WorkError> {
-        let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
-        let (latest, reporter) = task::reporter();
-        let started = tokio::time::Instant::now();
-        let Some(cp) = task::drive(self, &latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
-            return Ok(Flow::Done);
+        let lag = if self.replication() {
+            self.replica_lag().await?
+        } else {
+            let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
+            let (latest, reporter) = task::reporter();
+            let started = tokio::time::Instant::now();
+            let Some(cp) = task::drive(self, &latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
+                return Ok(Flow::Done);
+            };
+            self.record(Some(cp), None);
+            // Everything committed when the pass began is applied: the
+            // target trails by at most the pass's duration.
+            started.elapsed()
         };
-        // Everything committed when the pass began is applied: the target
-        // trails by at most the pass's duration.
-        let lag = started.elapsed();
-        self.record(Some(cp), None);
         if let Some(p) = self.status.progress.as_mut() {
             p.lag_seconds = Some(lag.as_secs() as i64);
         }
@@ -736,18 +764,32 @@ impl Runner {
 
         // 3. Catch up to the fence's position, bounded.
         self.at(SubStep::CatchUp).await?;
-        let cp = task::checkpoint_from(self.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
-        let (_latest, reporter) = task::reporter();
-        let caught =
-            tokio::time::timeout(self.lock_wait(), prepared.apply(cp, Until::Position(position.clone()), &reporter))
-                .await;
-        let cp = match caught {
-            Ok(Ok(cp)) => cp,
-            Ok(Err(e)) => {
-                self.unfence().await?;
-                return Err(e.into());
+        let caught = if self.replication() {
+            let wait = replica::wait_for_position(tf, &self.channel(), &position, self.lock_wait());
+            let mut tgt = target.connect_raw().await?;
+            let reached: Result<Option<Option<i64>>, _> = tgt.query_first(wait).await;
+            let _ = tgt.disconnect().await;
+            match reached {
+                Ok(Some(Some(n))) if n >= 0 => Ok(true),
+                Ok(_) => Ok(false),
+                Err(e) => Err(WorkError::Sql { what: "waiting for the target to replicate".into(), source: e }),
             }
-            Err(_) => {
+        } else {
+            let cp = task::checkpoint_from(self.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
+            let (_latest, reporter) = task::reporter();
+            let apply = prepared.apply(cp, Until::Position(position.clone()), &reporter);
+            match tokio::time::timeout(self.lock_wait(), apply).await {
+                Ok(Ok(cp)) => {
+                    self.record(Some(cp), None);
+                    Ok(true)
+                }
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Ok(false),
+            }
+        };
+        match caught {
+            Ok(true) => {}
+            Ok(false) => {
                 self.unfence().await?;
                 self.failed_attempt(format!(
                     "the target did not reach the fence position {position} within {} s",
@@ -756,8 +798,11 @@ impl Runner {
                 .await?;
                 return Ok(Flow::Continue);
             }
-        };
-        self.record(Some(cp), None);
+            Err(e) => {
+                self.unfence().await?;
+                return Err(e);
+            }
+        }
 
         // 4. Checksum every table.
         self.at(SubStep::Checksum).await?;
@@ -830,6 +875,9 @@ impl Runner {
                     // not run again. Closing the engine ends its sessions.
                     self.engine = None;
                     self.status.checkpoint = None;
+                    if self.replication() {
+                        self.remove_replica().await?;
+                    }
                 }
                 SubStep::SourceReadOnly => {
                     let source = self.source().await?;
@@ -884,6 +932,80 @@ impl Runner {
         self.enter(Step::Complete, message).await
     }
 
+    async fn replica_state(&self) -> Result<Option<replica::State>, WorkError> {
+        let target = self.target().await?;
+        let mut tgt = target.connect_raw().await?;
+        let flavor = target.flavor(&mut tgt).await?;
+        let state = replica::state(&mut tgt, flavor, &self.channel()).await?;
+        let _ = tgt.disconnect().await;
+        Ok(state)
+    }
+
+    /// Hands the change stream to the target: it replicates from `from`.
+    async fn start_replica(&mut self, from: &crate::movement::BinlogPosition) -> Result<(), WorkError> {
+        let source = self.source().await?;
+        let target = self.target().await?;
+        let user = source.opts.user().unwrap_or_default().to_string();
+        let password = source.opts.pass().unwrap_or_default().to_string();
+        let host = source.opts.ip_or_hostname().to_string();
+        let port = source.opts.tcp_port();
+        let mut tgt = target.connect_raw().await?;
+        let flavor = target.flavor(&mut tgt).await?;
+        let name = self.channel();
+        let src = replica::Source { host: &host, port, user: &user, password: &password };
+        let mut statements = replica::configure(flavor, &name, &src, from, &self.tables());
+        statements.push(replica::start(flavor, &name));
+        replica::run_all(&mut tgt, statements, "starting replication on the target").await?;
+        let _ = tgt.disconnect().await;
+        // The engine's stream ends here.
+        self.engine = None;
+        self.event(
+            EventType::Normal,
+            "ReplicationStarted",
+            format!("the target's primary replicates the moved tables from {from} (connection {name})"),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// The replication lag, starting a stopped connection. A replication
+    /// error is retried (and shown) like any other.
+    async fn replica_lag(&self) -> Result<Duration, WorkError> {
+        let target = self.target().await?;
+        let mut tgt = target.connect_raw().await?;
+        let flavor = target.flavor(&mut tgt).await?;
+        let name = self.channel();
+        let state = replica::state(&mut tgt, flavor, &name).await?.ok_or_else(|| {
+            WorkError::Inconsistent(format!(
+                "the target's replication connection {name} is gone; the migration cannot know what it applied"
+            ))
+        })?;
+        if let Some(err) = state.error.clone().filter(|_| !state.sql_running || !state.io_running) {
+            return Err(WorkError::Sql {
+                what: format!("replication connection {name} on the target"),
+                source: mysql_async::Error::Other(err.into()),
+            });
+        }
+        if !state.sql_running || !state.io_running {
+            // The target restarted (skip_slave_start): resume.
+            replica::run_all(&mut tgt, vec![replica::start(flavor, &name)], "starting replication").await?;
+        }
+        let _ = tgt.disconnect().await;
+        Ok(Duration::from_secs(state.lag_seconds.unwrap_or(0).max(0) as u64))
+    }
+
+    async fn remove_replica(&self) -> Result<(), WorkError> {
+        let target = self.target().await?;
+        let mut tgt = target.connect_raw().await?;
+        let flavor = target.flavor(&mut tgt).await?;
+        let name = self.channel();
+        if replica::state(&mut tgt, flavor, &name).await?.is_some() {
+            replica::run_all(&mut tgt, replica::remove(flavor, &name), "removing the replication connection").await?;
+        }
+        let _ = tgt.disconnect().await;
+        Ok(())
+    }
+
     /// Takes the fence down; the source serves writes again.
     async fn unfence(&mut self) -> Result<(), WorkError> {
         let tables = self.tables();
@@ -927,6 +1049,9 @@ impl Runner {
         if plan::resume(&self.status) == Resume::Undo && self.unfence().await.is_err() {
             tracing::warn!("could not unfence the source after a failure");
         }
+        if self.replication() && self.remove_replica().await.is_err() {
+            tracing::warn!("could not remove the replication connection after a failure");
+        }
         let reason = if matches!(e, WorkError::Invalid(_)) { conditions::REASON_INVALID_SPEC } else { "Failed" };
         self.status.checkpoint = None;
         self.set(&[
@@ -939,6 +1064,50 @@ impl Runner {
         }
         self.event(EventType::Warning, reason, format!("{e}")).await;
     }
+}
+
+fn cp_applied(status: &MigrationStatus) -> Result<crate::movement::BinlogPosition, WorkError> {
+    let cp = task::checkpoint_from(status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
+    cp.resume_position().cloned().ok_or_else(|| WorkError::Inconsistent("no applied position to replicate from".into()))
+}
+
+/// Why the target cannot replicate from the source, if it cannot.
+async fn replication_problems(
+    src: &mut mysql_async::Conn,
+    source_flavor: Flavor,
+    tgt: &mut mysql_async::Conn,
+    target_flavor: Flavor,
+) -> Result<Vec<String>, WorkError> {
+    if source_flavor.is_mariadb() != target_flavor.is_mariadb() {
+        return Ok(vec![
+            "replication mode needs the same server family on both sides (MariaDB to MariaDB, MySQL to MySQL); use binlog"
+                .into(),
+        ]);
+    }
+    if !source_flavor.is_mariadb() {
+        return Ok(vec![]);
+    }
+    // The target runs gtid_strict_mode: transactions of its own domain with
+    // another server's sequence numbers would stop replication.
+    let source_domain: Option<u32> =
+        src.query_first("SELECT @@gtid_domain_id").await.doing(|| "reading gtid_domain_id".into())?;
+    let (target_domain, pos): (u32, String) = tgt
+        .query_first("SELECT @@gtid_domain_id, @@gtid_binlog_pos")
+        .await
+        .doing(|| "reading the target's GTID state".into())?
+        .unwrap_or_default();
+    let source_domain = source_domain.unwrap_or(0);
+    let mut taken = replica::domains(&pos);
+    taken.push(target_domain);
+    Ok(if taken.contains(&source_domain) {
+        vec![format!(
+            "replication mode: the source's gtid_domain_id {source_domain} is also used by the target; give the source \
+             its own domain (SET GLOBAL gtid_domain_id = N, and in its config) so the target's gtid_strict_mode \
+             accepts its transactions"
+        )]
+    } else {
+        vec![]
+    })
 }
 
 /// `SWITCHYARD_FAILPOINT=switch-hold:<SubStep>:<ms>`: the e2e suite's way
