@@ -495,6 +495,15 @@ impl Runner {
         let (latest, reporter) = task::reporter();
         let Some(cp) = task::drive(self, &latest, prepared.copy(cp, &reporter)).await? else { return Ok(Flow::Done) };
         self.record(Some(cp.clone()), None);
+        {
+            let source = self.source().await?;
+            let target = self.target().await?;
+            let mut src = source.connect_raw().await?;
+            let mut tgt = target.connect().await?;
+            scope::restore_indexes(&mut src, &mut tgt, &self.tables()).await?;
+            let _ = src.disconnect().await;
+            let _ = tgt.disconnect().await;
+        }
         let rows = cp.rows_copied();
         self.enter(Step::Incremental, format!("{rows} rows copied; applying changes from the binary log")).await?;
         Ok(Flow::Continue)

@@ -6,7 +6,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::api::TableFilter;
-use crate::movement::{MovementError, TableName, schema};
+use crate::movement::{MovementError, TableName, indexes, schema};
 use crate::mysql::sql::{quote, quote_ident};
 use crate::operator::work_error::{Doing, WorkError};
 
@@ -137,14 +137,39 @@ pub async fn create_on_target(source: &mut Conn, target: &mut Conn, tables: &[Ta
             target.query_drop(create).await.doing(|| format!("creating database {} on the target", t.schema))?;
             done_dbs.push(&t.schema);
         }
-        let row: Option<(String, String)> = source
-            .query_first(format!("SHOW CREATE TABLE {}", t.sql()))
-            .await
-            .doing(|| format!("reading the definition of {t}"))?;
-        let ddl = row
-            .and_then(|(_, ddl)| create_statement(t, &ddl))
+        let existed = !conflicts(target, std::slice::from_ref(t)).await?.is_empty();
+        let definition = show_create(source, t).await?;
+        let ddl = create_statement(t, &definition)
             .ok_or_else(|| WorkError::Inconsistent(format!("SHOW CREATE TABLE {t} returned no table definition")))?;
         target.query_drop(ddl).await.doing(|| format!("creating {t} on the target"))?;
+        // A new table is filled faster without its secondary indexes; they
+        // are built after the copy (`restore_indexes`). An index a foreign
+        // key needs cannot be dropped, so such tables keep theirs.
+        if !existed && !definition.contains("FOREIGN KEY") {
+            indexes::defer_indexes(target, t).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn show_create(conn: &mut Conn, t: &TableName) -> Result<String, WorkError> {
+    let row: Option<(String, String)> = conn
+        .query_first(format!("SHOW CREATE TABLE {}", t.sql()))
+        .await
+        .doing(|| format!("reading the definition of {t}"))?;
+    row.map(|(_, ddl)| ddl).ok_or_else(|| WorkError::Inconsistent(format!("SHOW CREATE TABLE {t} returned nothing")))
+}
+
+/// Builds on the target every secondary index of the source's definition it
+/// lacks (those left out for the copy). The source's definition is the
+/// record, so nothing about the deferral needs to be kept in status.
+pub async fn restore_indexes(source: &mut Conn, target: &mut Conn, tables: &[TableName]) -> Result<(), WorkError> {
+    for t in tables {
+        let definition = show_create(source, t).await?;
+        let defs: Vec<String> = indexes::deferrable_indexes(&definition).into_iter().map(|(_, d)| d).collect();
+        if !defs.is_empty() {
+            indexes::restore_indexes(target, t, &defs).await?;
+        }
     }
     Ok(())
 }

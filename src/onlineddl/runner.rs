@@ -293,7 +293,7 @@ impl Runner {
             self.status.shadow_table = None;
             return Err(e);
         }
-        self.status.deferred_indexes = table::defer_indexes(&mut conn, &shadow).await?;
+        self.status.deferred_indexes = crate::movement::indexes::defer_indexes(&mut conn, &shadow).await?;
         self.status.method = Some("shadow".into());
         self.status.checkpoint = None;
         self.status.checksum = None;
@@ -427,7 +427,7 @@ impl Runner {
         if !self.status.deferred_indexes.is_empty() {
             // Before the apply and checksum touch the shadow again.
             let mut conn = self.connect().await?;
-            table::restore_indexes(&mut conn, &self.shadow(), &self.status.deferred_indexes).await?;
+            crate::movement::indexes::restore_indexes(&mut conn, &self.shadow(), &self.status.deferred_indexes).await?;
             let _ = conn.disconnect().await;
         }
         let rows = cp.rows_copied();

@@ -152,47 +152,6 @@ pub enum LockView {
     OpenTransactions,
 }
 
-/// Non-unique secondary indexes of a `SHOW CREATE TABLE` text, as
-/// `(name, definition)`, e.g. ``("k_1", "KEY `k_1` (`k`)")``. The copy fills
-/// the shadow without them and adds them afterwards: maintaining a secondary
-/// index row by row costs the copy more than building it once. Unique keys
-/// stay (REPLACE depends on them); so do FULLTEXT and SPATIAL ones, which
-/// print differently and rebuild slowly.
-pub fn deferrable_indexes(create_table: &str) -> Vec<(String, String)> {
-    create_table
-        .lines()
-        .filter_map(|line| {
-            let def = line.trim().trim_end_matches(',');
-            let rest = def.strip_prefix("KEY `")?;
-            let mut name = String::new();
-            let mut chars = rest.chars().peekable();
-            while let Some(c) = chars.next() {
-                if c == '`' {
-                    if chars.peek() == Some(&'`') {
-                        chars.next();
-                        name.push('`');
-                        continue;
-                    }
-                    return Some((name, def.to_string()));
-                }
-                name.push(c);
-            }
-            None
-        })
-        .collect()
-}
-
-pub fn drop_indexes(table: &TableName, names: &[String]) -> String {
-    let drops: Vec<String> =
-        names.iter().map(|n| format!("DROP INDEX {}", crate::mysql::sql::quote_ident(n))).collect();
-    format!("ALTER TABLE {} {}", table.sql(), drops.join(", "))
-}
-
-pub fn add_indexes(table: &TableName, definitions: &[String]) -> String {
-    let adds: Vec<String> = definitions.iter().map(|d| format!("ADD {d}")).collect();
-    format!("ALTER TABLE {} {}", table.sql(), adds.join(", "))
-}
-
 /// One text describing a table's columns and indexes, for a fingerprint.
 pub fn definition(table: &TableName) -> String {
     let (schema, name) = (quote(&table.schema), quote(&table.table));
@@ -218,14 +177,6 @@ pub fn unique_keys(table: &TableName) -> String {
 }
 
 /// `[INDEX_NAME]` of a table's indexes.
-pub fn index_names(table: &TableName) -> String {
-    format!(
-        "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}",
-        quote(&table.schema),
-        quote(&table.table)
-    )
-}
-
 /// Whether the MariaDB plugin is loaded: a row when it is.
 pub const HAS_METADATA_LOCK_INFO: &str = "SELECT 1 FROM information_schema.PLUGINS \
      WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO' AND PLUGIN_STATUS = 'ACTIVE'";
@@ -298,32 +249,6 @@ mod tests {
         k.extend_from_slice(name.as_bytes());
         k.push(0);
         k
-    }
-
-    #[test]
-    fn only_plain_secondary_indexes_are_deferred() {
-        let ddl = "CREATE TABLE `sbtest1` (\n  `id` int(11) NOT NULL AUTO_INCREMENT,\n  `k` int(11) NOT NULL DEFAULT 0,\n  \
-                   `c` char(120) NOT NULL DEFAULT '',\n  PRIMARY KEY (`id`),\n  UNIQUE KEY `uc` (`c`),\n  KEY `k_1` (`k`),\n  \
-                   KEY `odd``name` (`c`(10),`k`) COMMENT 'x',\n  FULLTEXT KEY `ft` (`c`),\n  \
-                   CONSTRAINT `fk` FOREIGN KEY (`k`) REFERENCES `t` (`id`)\n) ENGINE=InnoDB";
-        let d = deferrable_indexes(ddl);
-        assert_eq!(
-            d,
-            vec![
-                ("k_1".to_string(), "KEY `k_1` (`k`)".to_string()),
-                ("odd`name".to_string(), "KEY `odd``name` (`c`(10),`k`) COMMENT 'x'".to_string()),
-            ]
-        );
-        let names: Vec<String> = d.iter().map(|(n, _)| n.clone()).collect();
-        assert_eq!(
-            drop_indexes(&t("_s_new"), &names),
-            "ALTER TABLE `shop`.`_s_new` DROP INDEX `k_1`, DROP INDEX `odd``name`"
-        );
-        let defs: Vec<String> = d.into_iter().map(|(_, def)| def).collect();
-        assert_eq!(
-            add_indexes(&t("_s_new"), &defs),
-            "ALTER TABLE `shop`.`_s_new` ADD KEY `k_1` (`k`), ADD KEY `odd``name` (`c`(10),`k`) COMMENT 'x'"
-        );
     }
 
     #[test]

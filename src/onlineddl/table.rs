@@ -95,43 +95,6 @@ pub async fn unique_keys(conn: &mut Conn, table: &TableName) -> Result<Vec<(Stri
     Ok(rows.into_iter().map(|(name, cols)| (name, cols.split('\u{1}').map(String::from).collect())).collect())
 }
 
-/// Drops the shadow's non-unique secondary indexes (see
-/// [`sql::deferrable_indexes`]) and returns their definitions, to be added
-/// back by [`restore_indexes`] once the rows are in.
-pub async fn defer_indexes(conn: &mut Conn, shadow: &TableName) -> Result<Vec<String>, WorkError> {
-    let row: Option<(String, String)> = conn
-        .query_first(format!("SHOW CREATE TABLE {}", shadow.sql()))
-        .await
-        .doing(|| format!("reading the definition of {shadow}"))?;
-    let Some((_, ddl)) = row else { return Ok(vec![]) };
-    let deferred = sql::deferrable_indexes(&ddl);
-    if deferred.is_empty() {
-        return Ok(vec![]);
-    }
-    let names: Vec<String> = deferred.iter().map(|(n, _)| n.clone()).collect();
-    conn.query_drop(sql::drop_indexes(shadow, &names)).await.doing(|| format!("deferring the indexes of {shadow}"))?;
-    Ok(deferred.into_iter().map(|(_, def)| def).collect())
-}
-
-/// Adds back the deferred indexes the shadow does not have yet.
-pub async fn restore_indexes(conn: &mut Conn, shadow: &TableName, definitions: &[String]) -> Result<(), WorkError> {
-    let present: Vec<String> =
-        conn.query(sql::index_names(shadow)).await.doing(|| format!("listing the indexes of {shadow}"))?;
-    let missing: Vec<String> = definitions
-        .iter()
-        .filter(|def| {
-            sql::deferrable_indexes(def)
-                .first()
-                .is_none_or(|(name, _)| !present.iter().any(|p| p.eq_ignore_ascii_case(name)))
-        })
-        .cloned()
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    conn.query_drop(sql::add_indexes(shadow, &missing)).await.doing(|| format!("adding the indexes of {shadow}"))
-}
-
 /// Whether the clause can be applied with ALGORITHM=INSTANT, tried on an
 /// empty copy of the table (`_<table>_probe`), which is dropped again. A
 /// clause the server refuses outright is `Invalid`.
