@@ -100,6 +100,14 @@ enum Flow {
     Done,
 }
 
+/// Why the pre-flight checks hold the migration at Pending.
+enum Preflight {
+    /// The spec cannot work against these servers as they are.
+    Invalid(String),
+    /// Something may pass by itself (a server unreachable, no primary yet).
+    Waiting(String),
+}
+
 struct Runner {
     ctx: Arc<Context>,
     api: Api<Migration>,
@@ -325,15 +333,22 @@ impl Runner {
                 self.enter(Step::SeedCopy, format!("copying {n} tables from a consistent snapshot")).await?;
                 Ok(Flow::Continue)
             }
-            Err(problem) => {
-                let message = format!("invalid spec: {problem}; nothing was touched");
+            Err(blocked) => {
+                let (status, reason, message) = match blocked {
+                    Preflight::Invalid(problem) => (
+                        FALSE,
+                        conditions::REASON_INVALID_SPEC,
+                        format!("invalid spec: {problem}; nothing was touched"),
+                    ),
+                    Preflight::Waiting(why) => (UNKNOWN, "Waiting", format!("cannot start yet: {why}")),
+                };
                 let news = conditions::find(&self.status.conditions, SUCCEEDED)
-                    .is_none_or(|c| c.reason != conditions::REASON_INVALID_SPEC || c.message != message);
-                self.set(&[Desired::new(SUCCEEDED, FALSE, conditions::REASON_INVALID_SPEC, message.clone())]);
+                    .is_none_or(|c| c.reason != reason || c.message != message);
+                self.set(&[Desired::new(SUCCEEDED, status, reason, message.clone())]);
                 self.status.step = Some(Step::Pending.as_str().into());
                 self.persist().await?;
                 if news {
-                    self.event(EventType::Warning, conditions::REASON_INVALID_SPEC, message).await;
+                    self.event(EventType::Warning, reason, message).await;
                 }
                 task::idle(&self.stop, PREFLIGHT_RECHECK).await;
                 Ok(Flow::Continue)
@@ -344,7 +359,7 @@ impl Runner {
     /// The moved tables, or what is wrong. Errors that may pass by
     /// themselves (a primary not elected yet, a dropped connection) are
     /// returned as errors and retried, not reported as an invalid spec.
-    async fn checks(&mut self) -> Result<Vec<TableName>, String> {
+    async fn checks(&mut self) -> Result<Vec<TableName>, Preflight> {
         let spec = self.obj.spec.clone();
         let outcome = async {
             let source = self.source().await?;
@@ -389,15 +404,13 @@ impl Runner {
                 self.status.source_server_id = server_id;
                 Ok(tables)
             }
-            Ok((_, problems, _)) => Err(problems.join("; ")),
+            Ok((_, problems, _)) => Err(Preflight::Invalid(problems.join("; "))),
             Err(WorkError::Unavailable(u @ (Unavailable::NoCluster(_) | Unavailable::Credentials { .. }))) => {
-                Err(u.to_string())
+                Err(Preflight::Invalid(u.to_string()))
             }
-            Err(e) => {
-                // Not the spec's fault: say so, and wait.
-                tracing::info!(error = %e, "pre-flight checks could not run yet");
-                Err(format!("waiting: {e}"))
-            }
+            // Not the spec's fault (a server down or unreachable, a primary
+            // not elected yet): say so, and wait.
+            Err(e) => Err(Preflight::Waiting(e.to_string())),
         }
     }
 
