@@ -39,8 +39,12 @@ use crate::movement::{
 use crate::mysql::Flavor;
 use crate::operator::attempts::Decision;
 use crate::operator::context::Context;
-use crate::operator::task::{self, Reported};
+use crate::operator::task::{self, Flow, Reported};
 use crate::operator::work_error::{Doing, WorkError};
+
+mod replication;
+use replication::{cp_applied, replication_problems};
+mod switch;
 
 /// Pause between sync passes while nothing else is due.
 const IDLE: Duration = Duration::from_millis(500);
@@ -61,43 +65,8 @@ pub async fn run(ctx: Arc<Context>, obj: Migration, stop: CancellationToken) {
         ctx,
         stop,
         engine: None,
-        failures: 0,
     };
-    loop {
-        if r.stop.is_cancelled() {
-            return;
-        }
-        match r.pass().await {
-            Ok(Flow::Continue) => {
-                if r.failures > 0 {
-                    r.failures = 0;
-                    let step = r.step().as_str();
-                    r.set(&[Desired::new(SUCCEEDED, UNKNOWN, "InProgress", format!("{step}; recovered"))]);
-                }
-            }
-            Ok(Flow::Done) => return,
-            Err(e) if e.is_permanent() => {
-                r.fail(&e).await;
-                return;
-            }
-            Err(e) => {
-                r.failures += 1;
-                r.engine = None;
-                let wait = crate::operator::context::backoff_delay(r.failures).min(Duration::from_secs(30));
-                tracing::warn!(migration = %r.obj.name_any(), error = %e, label = e.metric_label(), retry_in = ?wait, "pass failed");
-                r.ctx.metrics.failures.with_label_values(&["Migration", e.metric_label()]).inc();
-                let step = r.step().as_str();
-                r.set(&[Desired::new(SUCCEEDED, UNKNOWN, "Retrying", format!("{step}: {e}; retrying"))]);
-                let _ = r.persist().await;
-                task::idle(&r.stop, wait).await;
-            }
-        }
-    }
-}
-
-enum Flow {
-    Continue,
-    Done,
+    task::run(&mut r).await;
 }
 
 /// Why the pre-flight checks hold the migration at Pending.
@@ -117,7 +86,6 @@ struct Runner {
     stop: CancellationToken,
     /// Rebuilt after any error: it holds connections and loaded schemas.
     engine: Option<Engine>,
-    failures: u32,
 }
 
 struct Engine {
@@ -149,6 +117,38 @@ impl Reported for Runner {
 
     async fn flush(&mut self) -> Result<(), WorkError> {
         self.persist().await
+    }
+}
+
+impl task::Passes for Runner {
+    const KIND: &'static str = "Migration";
+
+    fn name(&self) -> String {
+        self.obj.name_any()
+    }
+
+    fn step_name(&self) -> &'static str {
+        self.step().as_str()
+    }
+
+    fn metrics(&self) -> &crate::operator::metrics::Metrics {
+        &self.ctx.metrics
+    }
+
+    fn note(&mut self, status: &'static str, reason: &'static str, message: String) {
+        self.set(&[Desired::new(SUCCEEDED, status, reason, message)]);
+    }
+
+    fn reset(&mut self) {
+        self.engine = None;
+    }
+
+    async fn pass(&mut self) -> Result<Flow, WorkError> {
+        Runner::pass(self).await
+    }
+
+    async fn fail(&mut self, e: &WorkError) {
+        Runner::fail(self, e).await
     }
 }
 
@@ -702,370 +702,6 @@ impl Runner {
         task::idle(&self.stop, d).await;
     }
 
-    /// Records `sub` as the attempt's place before doing it.
-    async fn at(&mut self, sub: SubStep) -> Result<(), WorkError> {
-        self.switch().sub_step = Some(sub.as_str().into());
-        self.persist().await?;
-        if let Some(hold) = failpoint_hold(sub) {
-            tracing::warn!(sub_step = sub.as_str(), ?hold, "failpoint: holding the switch");
-            tokio::time::sleep(hold).await;
-        }
-        Ok(())
-    }
-
-    fn lock_wait(&self) -> Duration {
-        Duration::from_secs(self.obj.spec.switch.lock_wait_timeout_seconds.max(1) as u64)
-    }
-
-    async fn attempt(&mut self) -> Result<Flow, WorkError> {
-        let spec = self.obj.spec.clone();
-        let n = {
-            let s = self.switch();
-            s.attempts += 1;
-            s.sub_step = Some(SubStep::PermissionCheck.as_str().into());
-            s.fenced_at = None;
-            s.fence_position = None;
-            s.attempts
-        };
-        self.set(&[Desired::new(
-            READY_TO_COMPLETE,
-            TRUE,
-            "Switching",
-            format!("attempt {n} of {}", spec.switch.max_attempts),
-        )]);
-        // The attempt is on record before anything is touched.
-        self.enter(Step::Switching, format!("switch attempt {n} of {}", spec.switch.max_attempts)).await?;
-
-        let engine = self.engine().await?;
-        let (source, sf, target, tf, prepared) = (
-            engine.source.clone(),
-            engine.source_flavor,
-            engine.target.clone(),
-            engine.target_flavor,
-            engine.prepared.clone(),
-        );
-
-        // 1. Every migrated account can log in on the target with the same
-        // grants.
-        let mut src = source.connect_raw().await?;
-        let mut tgt = target.connect_raw().await?;
-        let problems = accounts::check(&mut src, sf, &mut tgt, tf, &self.users(), &spec.databases)
-            .await
-            .doing(|| "checking accounts on the target".into())?;
-        let _ = tgt.disconnect().await;
-        if !problems.is_empty() {
-            let _ = src.disconnect().await;
-            self.failed_attempt(format!("permission check: {}", problems.join("; "))).await?;
-            return Ok(Flow::Continue);
-        }
-
-        // 2. Fence.
-        self.at(SubStep::Fence).await?;
-        let tables = self.tables();
-        let message = format!("switchyard: moved to MySQLCluster {}; writes here are refused", spec.target.cluster);
-        let fenced_at = jiff::Timestamp::now();
-        let position = match fence::fence(&mut src, sf, &tables, self.lock_wait(), &message).await? {
-            Fenced::Yes { position } => position,
-            Fenced::Blocked { blockers } => {
-                let _ = src.disconnect().await;
-                let who = if blockers.is_empty() { "no session found".to_string() } else { blockers.join("; ") };
-                self.failed_attempt(format!(
-                    "the moved tables could not be locked within {} s; blocked by {who}",
-                    self.lock_wait().as_secs()
-                ))
-                .await?;
-                return Ok(Flow::Continue);
-            }
-        };
-        let _ = src.disconnect().await;
-        {
-            let s = self.switch();
-            s.fenced_at = Some(Time(fenced_at));
-            s.fence_position = Some(position.to_string());
-        }
-
-        // 3. Catch up to the fence's position, bounded.
-        self.at(SubStep::CatchUp).await?;
-        let caught = if self.replication() {
-            let wait = replica::wait_for_position(tf, &self.channel(), &position, self.lock_wait());
-            let mut tgt = target.connect_raw().await?;
-            let reached: Result<Option<Option<i64>>, _> = tgt.query_first(wait).await;
-            let _ = tgt.disconnect().await;
-            match reached {
-                Ok(Some(Some(n))) if n >= 0 => Ok(true),
-                Ok(_) => Ok(false),
-                Err(e) => Err(WorkError::Sql { what: "waiting for the target to replicate".into(), source: e }),
-            }
-        } else {
-            let cp = task::checkpoint_from(self.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
-            let (_latest, reporter) = task::reporter();
-            let apply = prepared.apply(cp, Until::Position(position.clone()), &reporter);
-            match tokio::time::timeout(self.lock_wait(), apply).await {
-                Ok(Ok(cp)) => {
-                    self.record(Some(cp), None);
-                    Ok(true)
-                }
-                Ok(Err(e)) => Err(e.into()),
-                Err(_) => Ok(false),
-            }
-        };
-        match caught {
-            Ok(true) => {}
-            Ok(false) => {
-                self.unfence().await?;
-                self.failed_attempt(format!(
-                    "the target did not reach the fence position {position} within {} s",
-                    self.lock_wait().as_secs()
-                ))
-                .await?;
-                return Ok(Flow::Continue);
-            }
-            Err(e) => {
-                self.unfence().await?;
-                return Err(e);
-            }
-        }
-
-        // 4. Checksum every table.
-        self.at(SubStep::Checksum).await?;
-        let report = match crate::movement::checksum::compare_fenced(&prepared, position.clone()).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.unfence().await?;
-                return Err(e.into());
-            }
-        };
-        self.status.checksums = checksums(&report);
-        if !report.is_equal() {
-            self.unfence().await?;
-            self.failed_attempt(format!("checksum mismatch: {}", differences(&report))).await?;
-            return Ok(Flow::Continue);
-        }
-        self.roll_forward(SubStep::SwitchDataSource).await
-    }
-
-    /// Sub-steps from `from` on; each is idempotent, so a restarted task
-    /// redoes the one it was in.
-    async fn roll_forward(&mut self, from: SubStep) -> Result<Flow, WorkError> {
-        let spec = self.obj.spec.clone();
-        let mut sub = from;
-        loop {
-            self.at(sub).await?;
-            match sub {
-                SubStep::SwitchDataSource => {
-                    let generation = match self.switch().generation {
-                        Some(g) => g,
-                        None => {
-                            let current = match spec.switch.data_source.as_ref().and_then(|d| d.config_map.clone()) {
-                                Some(cm) => {
-                                    datasource::current_generation(&self.ctx.client, &self.namespace, &cm).await?
-                                }
-                                None => 0,
-                            };
-                            let g = current.max(1) + 1;
-                            self.switch().generation = Some(g);
-                            self.persist().await?;
-                            g
-                        }
-                    };
-                    let (old, new) = (self.source_place(), self.target_place());
-                    self.publish(generation, &new).await?;
-                    let ns = self.namespace.clone();
-                    let s = self.switch();
-                    s.old_endpoint = Some(old.endpoint(&ns));
-                    s.new_endpoint = Some(new.endpoint(&ns));
-                    if let Some(at) = &s.fenced_at {
-                        s.fenced_millis = Some(jiff::Timestamp::now().duration_since(at.0).as_millis() as i64);
-                    }
-                }
-                SubStep::KillConnections => {
-                    if spec.switch.kill_blocked_queries {
-                        let source = self.source().await?;
-                        let mut src = source.connect_raw().await?;
-                        let users: Vec<String> = self
-                            .users()
-                            .iter()
-                            .filter_map(|a| parse_account(a).ok().map(|(u, _)| u.to_string()))
-                            .collect();
-                        let killed = fence::kill_connections(&mut src, &self.tables(), &users).await?;
-                        let _ = src.disconnect().await;
-                        *self.switch().killed_connections.get_or_insert(0) += killed;
-                    }
-                }
-                SubStep::StopIncremental => {
-                    // binlog mode: the change stream is this task's; it is
-                    // not run again. Closing the engine ends its sessions.
-                    self.engine = None;
-                    self.status.checkpoint = None;
-                    if self.replication() {
-                        self.remove_replica().await?;
-                    }
-                }
-                SubStep::SourceReadOnly => {
-                    let source = self.source().await?;
-                    let mut src = source.connect_raw().await?;
-                    let tables = self.tables();
-                    let missing = fence::unfenced_tables(&mut src, &tables).await?;
-                    if !missing.is_empty() {
-                        // Someone removed part of the fence: put it back.
-                        // The data source has moved, so no lock is needed
-                        // to keep the two servers apart any more.
-                        let message = format!("switchyard: moved to MySQLCluster {}", spec.target.cluster);
-                        for t in tables.iter().filter(|t| missing.contains(&t.to_string())) {
-                            for s in fence::create_triggers(t, &message) {
-                                src.query_drop(s).await.doing(|| format!("fencing {t}"))?;
-                            }
-                        }
-                    }
-                    let _ = src.disconnect().await;
-                }
-                SubStep::PermissionCheck | SubStep::Fence | SubStep::CatchUp | SubStep::Checksum => {}
-            }
-            match sub.next() {
-                Some(next) => sub = next,
-                None => break,
-            }
-        }
-        self.completed().await?;
-        Ok(Flow::Done)
-    }
-
-    async fn completed(&mut self) -> Result<(), WorkError> {
-        let s = self.switch().clone();
-        let rows: i64 = self.status.checksums.iter().map(|c| c.rows).sum();
-        let message = format!(
-            "switched from {} to {}: writes fenced {} ms, checksums equal over {rows} rows in {} tables, {} connections killed; the source refuses writes to the moved tables",
-            s.old_endpoint.as_deref().unwrap_or("?"),
-            s.new_endpoint.as_deref().unwrap_or("?"),
-            s.fenced_millis.unwrap_or(0),
-            self.status.checksums.len(),
-            s.killed_connections.unwrap_or(0),
-        );
-        {
-            let sw = self.switch();
-            sw.sub_step = None;
-            sw.next_attempt_time = None;
-        }
-        self.status.completion_time = Some(conditions::now());
-        self.set(&[
-            Desired::new(SUCCEEDED, TRUE, "Completed", message.clone()),
-            Desired::new(READY_TO_COMPLETE, FALSE, "Completed", "the switch is done"),
-        ]);
-        self.enter(Step::Complete, message).await
-    }
-
-    async fn replica_state(&self) -> Result<Option<replica::State>, WorkError> {
-        let target = self.target().await?;
-        let mut tgt = target.connect_raw().await?;
-        let flavor = target.flavor(&mut tgt).await?;
-        let state = replica::state(&mut tgt, flavor, &self.channel()).await?;
-        let _ = tgt.disconnect().await;
-        Ok(state)
-    }
-
-    /// Hands the change stream to the target: it replicates from `from`.
-    async fn start_replica(&mut self, from: &crate::movement::BinlogPosition) -> Result<(), WorkError> {
-        let source = self.source().await?;
-        let target = self.target().await?;
-        let user = source.opts.user().unwrap_or_default().to_string();
-        let password = source.opts.pass().unwrap_or_default().to_string();
-        let host = source.opts.ip_or_hostname().to_string();
-        let port = source.opts.tcp_port();
-        let mut tgt = target.connect_raw().await?;
-        let flavor = target.flavor(&mut tgt).await?;
-        let name = self.channel();
-        let src = replica::Source { host: &host, port, user: &user, password: &password };
-        let mut statements = replica::configure(flavor, &name, &src, from, &self.tables());
-        statements.push(replica::start(flavor, &name));
-        replica::run_all(&mut tgt, statements, "starting replication on the target").await?;
-        let _ = tgt.disconnect().await;
-        // The engine's stream ends here.
-        self.engine = None;
-        self.event(
-            EventType::Normal,
-            "ReplicationStarted",
-            format!("the target's primary replicates the moved tables from {from} (connection {name})"),
-        )
-        .await;
-        Ok(())
-    }
-
-    /// The replication lag, starting a stopped connection. A replication
-    /// error is retried (and shown) like any other.
-    async fn replica_lag(&self) -> Result<Duration, WorkError> {
-        let target = self.target().await?;
-        let mut tgt = target.connect_raw().await?;
-        let flavor = target.flavor(&mut tgt).await?;
-        let name = self.channel();
-        let state = replica::state(&mut tgt, flavor, &name).await?.ok_or_else(|| {
-            WorkError::Inconsistent(format!(
-                "the target's replication connection {name} is gone; the migration cannot know what it applied"
-            ))
-        })?;
-        if let Some(err) = state.error.clone().filter(|_| !state.sql_running || !state.io_running) {
-            return Err(WorkError::Sql {
-                what: format!("replication connection {name} on the target"),
-                source: mysql_async::Error::Other(err.into()),
-            });
-        }
-        if !state.sql_running || !state.io_running {
-            // The target restarted (skip_slave_start): resume.
-            replica::run_all(&mut tgt, vec![replica::start(flavor, &name)], "starting replication").await?;
-        }
-        let _ = tgt.disconnect().await;
-        Ok(Duration::from_secs(state.lag_seconds.unwrap_or(0).max(0) as u64))
-    }
-
-    async fn remove_replica(&self) -> Result<(), WorkError> {
-        let target = self.target().await?;
-        let mut tgt = target.connect_raw().await?;
-        let flavor = target.flavor(&mut tgt).await?;
-        let name = self.channel();
-        if replica::state(&mut tgt, flavor, &name).await?.is_some() {
-            replica::run_all(&mut tgt, replica::remove(flavor, &name), "removing the replication connection").await?;
-        }
-        let _ = tgt.disconnect().await;
-        Ok(())
-    }
-
-    /// Takes the fence down; the source serves writes again.
-    async fn unfence(&mut self) -> Result<(), WorkError> {
-        let tables = self.tables();
-        if tables.is_empty() {
-            return Ok(());
-        }
-        let source = self.source().await?;
-        let mut src = source.connect_raw().await?;
-        fence::unfence(&mut src, &tables, self.lock_wait()).await?;
-        let _ = src.disconnect().await;
-        let s = self.switch();
-        s.fenced_at = None;
-        s.fence_position = None;
-        Ok(())
-    }
-
-    async fn failed_attempt(&mut self, reason: String) -> Result<(), WorkError> {
-        let spec = self.obj.spec.clone();
-        let n = {
-            let s = self.switch();
-            s.sub_step = None;
-            s.last_error = Some(reason.clone());
-            s.attempts
-        };
-        let wait = plan::backoff(&spec, n);
-        self.switch().next_attempt_time = Some(Time(jiff::Timestamp::now() + wait));
-        self.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "SwitchFailed", format!("attempt {n} failed: {reason}"))]);
-        self.status.step = Some(Step::ReadyToComplete.as_str().into());
-        self.persist().await?;
-        self.event(
-            EventType::Warning,
-            "SwitchFailed",
-            format!("attempt {n} of {} failed, the source serves as before: {reason}", spec.switch.max_attempts),
-        )
-        .await;
-        Ok(())
-    }
-
     /// A permanent error: the source is left serving, unfenced.
     async fn fail(&mut self, e: &WorkError) {
         if plan::resume(&self.status) == Resume::Undo && self.unfence().await.is_err() {
@@ -1086,58 +722,6 @@ impl Runner {
         }
         self.event(EventType::Warning, reason, format!("{e}")).await;
     }
-}
-
-fn cp_applied(status: &MigrationStatus) -> Result<crate::movement::BinlogPosition, WorkError> {
-    let cp = task::checkpoint_from(status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
-    cp.resume_position().cloned().ok_or_else(|| WorkError::Inconsistent("no applied position to replicate from".into()))
-}
-
-/// Why the target cannot replicate from the source, if it cannot.
-async fn replication_problems(
-    src: &mut mysql_async::Conn,
-    source_flavor: Flavor,
-    tgt: &mut mysql_async::Conn,
-    target_flavor: Flavor,
-) -> Result<Vec<String>, WorkError> {
-    if source_flavor.is_mariadb() != target_flavor.is_mariadb() {
-        return Ok(vec![
-            "replication mode needs the same server family on both sides (MariaDB to MariaDB, MySQL to MySQL); use binlog"
-                .into(),
-        ]);
-    }
-    if !source_flavor.is_mariadb() {
-        return Ok(vec![]);
-    }
-    // The target runs gtid_strict_mode: transactions of its own domain with
-    // another server's sequence numbers would stop replication.
-    let source_domain: Option<u32> =
-        src.query_first("SELECT @@gtid_domain_id").await.doing(|| "reading gtid_domain_id".into())?;
-    let (target_domain, pos): (u32, String) = tgt
-        .query_first("SELECT @@gtid_domain_id, @@gtid_binlog_pos")
-        .await
-        .doing(|| "reading the target's GTID state".into())?
-        .unwrap_or_default();
-    let source_domain = source_domain.unwrap_or(0);
-    let mut taken = replica::domains(&pos);
-    taken.push(target_domain);
-    Ok(if taken.contains(&source_domain) {
-        vec![format!(
-            "replication mode: the source's gtid_domain_id {source_domain} is also used by the target; give the source \
-             its own domain (SET GLOBAL gtid_domain_id = N, and in its config) so the target's gtid_strict_mode \
-             accepts its transactions"
-        )]
-    } else {
-        vec![]
-    })
-}
-
-/// `SWITCHYARD_FAILPOINT=switch-hold:<SubStep>:<ms>`: the e2e suite's way
-/// to catch an attempt at one sub-step and kill the operator there.
-fn failpoint_hold(sub: SubStep) -> Option<Duration> {
-    let v = std::env::var("SWITCHYARD_FAILPOINT").ok()?;
-    let (name, ms) = v.strip_prefix("switch-hold:")?.split_once(':')?;
-    (name == sub.as_str()).then(|| ms.parse().ok().map(Duration::from_millis))?
 }
 
 fn checksums(report: &ChecksumReport) -> Vec<TableChecksum> {

@@ -24,7 +24,7 @@ use super::sql::{self, LockView};
 use super::table::{self, Instant, Recovered};
 use crate::api::Progress;
 use crate::cluster::access;
-use crate::k8s::conditions::{self, Desired, FALSE, TRUE, UNKNOWN};
+use crate::k8s::conditions::{self, Desired, FALSE, TRUE};
 use crate::k8s::status::apply_status;
 use crate::movement::apply::Until;
 use crate::movement::{
@@ -32,7 +32,7 @@ use crate::movement::{
 };
 use crate::mysql::Flavor;
 use crate::operator::context::Context;
-use crate::operator::task::{self, Reported};
+use crate::operator::task::{self, Flow, Reported};
 use crate::operator::work_error::WorkError;
 
 /// Pause between sync passes while nothing else is due.
@@ -49,47 +49,8 @@ pub async fn run(ctx: Arc<Context>, obj: OnlineDDL, stop: CancellationToken) {
         ctx,
         stop,
         engine: None,
-        failures: 0,
     };
-    loop {
-        if r.stop.is_cancelled() {
-            return;
-        }
-        match r.pass().await {
-            Ok(Flow::Continue) => {
-                if r.failures > 0 {
-                    // The Retrying condition is history now.
-                    r.failures = 0;
-                    let step = r.step().as_str();
-                    r.set(&[Desired::new(SUCCEEDED, UNKNOWN, "InProgress", format!("{step}; recovered"))]);
-                }
-            }
-            Ok(Flow::Done) => return,
-            Err(e) if e.is_permanent() => {
-                r.fail(&e).await;
-                return;
-            }
-            Err(e) => {
-                r.failures += 1;
-                r.engine = None;
-                let wait = crate::operator::context::backoff_delay(r.failures).min(Duration::from_secs(30));
-                tracing::warn!(onlineddl = %r.obj.name_any(), error = %e, label = e.metric_label(), retry_in = ?wait, "pass failed");
-                r.ctx.metrics.failures.with_label_values(&["OnlineDDL", e.metric_label()]).inc();
-                let step = r.step().as_str();
-                r.set(&[Desired::new(SUCCEEDED, UNKNOWN, "Retrying", format!("{step}: {e}; retrying"))]);
-                let _ = r.persist().await;
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = r.stop.cancelled() => return,
-                }
-            }
-        }
-    }
-}
-
-enum Flow {
-    Continue,
-    Done,
+    task::run(&mut r).await;
 }
 
 struct Runner {
@@ -101,7 +62,6 @@ struct Runner {
     stop: CancellationToken,
     /// Rebuilt after any error: it holds connections and loaded schemas.
     engine: Option<Engine>,
-    failures: u32,
 }
 
 struct Engine {
@@ -131,6 +91,38 @@ impl Reported for Runner {
 
     async fn flush(&mut self) -> Result<(), WorkError> {
         self.persist().await
+    }
+}
+
+impl task::Passes for Runner {
+    const KIND: &'static str = "OnlineDDL";
+
+    fn name(&self) -> String {
+        self.obj.name_any()
+    }
+
+    fn step_name(&self) -> &'static str {
+        self.step().as_str()
+    }
+
+    fn metrics(&self) -> &crate::operator::metrics::Metrics {
+        &self.ctx.metrics
+    }
+
+    fn note(&mut self, status: &'static str, reason: &'static str, message: String) {
+        self.set(&[Desired::new(SUCCEEDED, status, reason, message)]);
+    }
+
+    fn reset(&mut self) {
+        self.engine = None;
+    }
+
+    async fn pass(&mut self) -> Result<Flow, WorkError> {
+        Runner::pass(self).await
+    }
+
+    async fn fail(&mut self, e: &WorkError) {
+        Runner::fail(self, e).await
     }
 }
 

@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::context::backoff_delay;
+use super::metrics::Metrics;
+use super::work_error::WorkError;
 use crate::api::Progress;
+use crate::k8s::conditions::UNKNOWN;
 use crate::movement::{Checkpoint, MovementError, Report, Reporter};
 
 /// How often status is written while the engine works.
@@ -85,6 +89,76 @@ pub async fn drive<R: Reported, T>(
         }
     }
 }
+
+/// What a pass tells the loop.
+pub enum Flow {
+    Continue,
+    Done,
+}
+
+/// A task made of passes: each reads the resource, does one step's work and
+/// writes the status.
+pub trait Passes: Reported<Error = WorkError> + Send {
+    /// The kind, for metrics.
+    const KIND: &'static str;
+    fn name(&self) -> String;
+    fn step_name(&self) -> &'static str;
+    fn metrics(&self) -> &Metrics;
+    /// Sets the `Succeeded` condition in the status in memory.
+    fn note(&mut self, status: &'static str, reason: &'static str, message: String);
+    /// Forgets connections and loaded schemas: an error may have left them
+    /// unusable.
+    fn reset(&mut self);
+    fn pass(&mut self) -> impl Future<Output = Result<Flow, WorkError>> + Send;
+    /// A permanent error: leave what serves applications as it was, record
+    /// the failure.
+    fn fail(&mut self, e: &WorkError) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs passes until one says Done, a permanent error fails the work, or
+/// the task is told to stop. Other errors are retried with backoff, shown
+/// as `Succeeded=Unknown, reason=Retrying`.
+pub async fn run<P: Passes>(p: &mut P) {
+    let mut failures: u32 = 0;
+    loop {
+        if p.stop().is_cancelled() {
+            return;
+        }
+        match p.pass().await {
+            Ok(Flow::Continue) => {
+                if failures > 0 {
+                    // The Retrying condition is history now.
+                    failures = 0;
+                    let step = p.step_name();
+                    p.note(UNKNOWN, "InProgress", format!("{step}; recovered"));
+                }
+            }
+            Ok(Flow::Done) => return,
+            Err(e) if e.is_permanent() => {
+                p.fail(&e).await;
+                return;
+            }
+            Err(e) => {
+                failures += 1;
+                p.reset();
+                let wait = backoff_delay(failures).min(MAX_RETRY_WAIT);
+                tracing::warn!(kind = P::KIND, name = %p.name(), error = %e, label = e.metric_label(), retry_in = ?wait, "pass failed");
+                p.metrics().failures.with_label_values(&[P::KIND, e.metric_label()]).inc();
+                let step = p.step_name();
+                p.note(UNKNOWN, "Retrying", format!("{step}: {e}; retrying"));
+                let _ = p.flush().await;
+                let stop = p.stop().clone();
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Longest wait between failed passes.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 
 /// Sleeps, or returns early when the task is told to stop.
 pub async fn idle(stop: &CancellationToken, d: Duration) {

@@ -1,0 +1,303 @@
+//! The switch: one attempt, sub-step by sub-step (see `docs/migration.md`).
+
+use super::*;
+
+impl Runner {
+    /// Records `sub` as the attempt's place before doing it.
+    pub(super) async fn at(&mut self, sub: SubStep) -> Result<(), WorkError> {
+        self.switch().sub_step = Some(sub.as_str().into());
+        self.persist().await?;
+        if let Some(hold) = failpoint_hold(sub) {
+            tracing::warn!(sub_step = sub.as_str(), ?hold, "failpoint: holding the switch");
+            tokio::time::sleep(hold).await;
+        }
+        Ok(())
+    }
+
+    pub(super) fn lock_wait(&self) -> Duration {
+        Duration::from_secs(self.obj.spec.switch.lock_wait_timeout_seconds.max(1) as u64)
+    }
+
+    pub(super) async fn attempt(&mut self) -> Result<Flow, WorkError> {
+        let spec = self.obj.spec.clone();
+        let n = {
+            let s = self.switch();
+            s.attempts += 1;
+            s.sub_step = Some(SubStep::PermissionCheck.as_str().into());
+            s.fenced_at = None;
+            s.fence_position = None;
+            s.attempts
+        };
+        self.set(&[Desired::new(
+            READY_TO_COMPLETE,
+            TRUE,
+            "Switching",
+            format!("attempt {n} of {}", spec.switch.max_attempts),
+        )]);
+        // The attempt is on record before anything is touched.
+        self.enter(Step::Switching, format!("switch attempt {n} of {}", spec.switch.max_attempts)).await?;
+
+        let engine = self.engine().await?;
+        let (source, sf, target, tf, prepared) = (
+            engine.source.clone(),
+            engine.source_flavor,
+            engine.target.clone(),
+            engine.target_flavor,
+            engine.prepared.clone(),
+        );
+
+        // 1. Every migrated account can log in on the target with the same
+        // grants.
+        let mut src = source.connect_raw().await?;
+        let mut tgt = target.connect_raw().await?;
+        let problems = accounts::check(&mut src, sf, &mut tgt, tf, &self.users(), &spec.databases)
+            .await
+            .doing(|| "checking accounts on the target".into())?;
+        let _ = tgt.disconnect().await;
+        if !problems.is_empty() {
+            let _ = src.disconnect().await;
+            self.failed_attempt(format!("permission check: {}", problems.join("; "))).await?;
+            return Ok(Flow::Continue);
+        }
+
+        // 2. Fence.
+        self.at(SubStep::Fence).await?;
+        let tables = self.tables();
+        let message = format!("switchyard: moved to MySQLCluster {}; writes here are refused", spec.target.cluster);
+        let fenced_at = jiff::Timestamp::now();
+        let position = match fence::fence(&mut src, sf, &tables, self.lock_wait(), &message).await? {
+            Fenced::Yes { position } => position,
+            Fenced::Blocked { blockers } => {
+                let _ = src.disconnect().await;
+                let who = if blockers.is_empty() { "no session found".to_string() } else { blockers.join("; ") };
+                self.failed_attempt(format!(
+                    "the moved tables could not be locked within {} s; blocked by {who}",
+                    self.lock_wait().as_secs()
+                ))
+                .await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let _ = src.disconnect().await;
+        {
+            let s = self.switch();
+            s.fenced_at = Some(Time(fenced_at));
+            s.fence_position = Some(position.to_string());
+        }
+
+        // 3. Catch up to the fence's position, bounded.
+        self.at(SubStep::CatchUp).await?;
+        let caught = if self.replication() {
+            let wait = replica::wait_for_position(tf, &self.channel(), &position, self.lock_wait());
+            let mut tgt = target.connect_raw().await?;
+            let reached: Result<Option<Option<i64>>, _> = tgt.query_first(wait).await;
+            let _ = tgt.disconnect().await;
+            match reached {
+                Ok(Some(Some(n))) if n >= 0 => Ok(true),
+                Ok(_) => Ok(false),
+                Err(e) => Err(WorkError::Sql { what: "waiting for the target to replicate".into(), source: e }),
+            }
+        } else {
+            let cp = task::checkpoint_from(self.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
+            let (_latest, reporter) = task::reporter();
+            let apply = prepared.apply(cp, Until::Position(position.clone()), &reporter);
+            match tokio::time::timeout(self.lock_wait(), apply).await {
+                Ok(Ok(cp)) => {
+                    self.record(Some(cp), None);
+                    Ok(true)
+                }
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Ok(false),
+            }
+        };
+        match caught {
+            Ok(true) => {}
+            Ok(false) => {
+                self.unfence().await?;
+                self.failed_attempt(format!(
+                    "the target did not reach the fence position {position} within {} s",
+                    self.lock_wait().as_secs()
+                ))
+                .await?;
+                return Ok(Flow::Continue);
+            }
+            Err(e) => {
+                self.unfence().await?;
+                return Err(e);
+            }
+        }
+
+        // 4. Checksum every table.
+        self.at(SubStep::Checksum).await?;
+        let report = match crate::movement::checksum::compare_fenced(&prepared, position.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.unfence().await?;
+                return Err(e.into());
+            }
+        };
+        self.status.checksums = checksums(&report);
+        if !report.is_equal() {
+            self.unfence().await?;
+            self.failed_attempt(format!("checksum mismatch: {}", differences(&report))).await?;
+            return Ok(Flow::Continue);
+        }
+        self.roll_forward(SubStep::SwitchDataSource).await
+    }
+
+    /// Sub-steps from `from` on; each is idempotent, so a restarted task
+    /// redoes the one it was in.
+    pub(super) async fn roll_forward(&mut self, from: SubStep) -> Result<Flow, WorkError> {
+        let spec = self.obj.spec.clone();
+        let mut sub = from;
+        loop {
+            self.at(sub).await?;
+            match sub {
+                SubStep::SwitchDataSource => {
+                    let generation = match self.switch().generation {
+                        Some(g) => g,
+                        None => {
+                            let current = match spec.switch.data_source.as_ref().and_then(|d| d.config_map.clone()) {
+                                Some(cm) => {
+                                    datasource::current_generation(&self.ctx.client, &self.namespace, &cm).await?
+                                }
+                                None => 0,
+                            };
+                            let g = current.max(1) + 1;
+                            self.switch().generation = Some(g);
+                            self.persist().await?;
+                            g
+                        }
+                    };
+                    let (old, new) = (self.source_place(), self.target_place());
+                    self.publish(generation, &new).await?;
+                    let ns = self.namespace.clone();
+                    let s = self.switch();
+                    s.old_endpoint = Some(old.endpoint(&ns));
+                    s.new_endpoint = Some(new.endpoint(&ns));
+                    if let Some(at) = &s.fenced_at {
+                        s.fenced_millis = Some(jiff::Timestamp::now().duration_since(at.0).as_millis() as i64);
+                    }
+                }
+                SubStep::KillConnections => {
+                    if spec.switch.kill_blocked_queries {
+                        let source = self.source().await?;
+                        let mut src = source.connect_raw().await?;
+                        let users: Vec<String> = self
+                            .users()
+                            .iter()
+                            .filter_map(|a| parse_account(a).ok().map(|(u, _)| u.to_string()))
+                            .collect();
+                        let killed = fence::kill_connections(&mut src, &self.tables(), &users).await?;
+                        let _ = src.disconnect().await;
+                        *self.switch().killed_connections.get_or_insert(0) += killed;
+                    }
+                }
+                SubStep::StopIncremental => {
+                    // binlog mode: the change stream is this task's; it is
+                    // not run again. Closing the engine ends its sessions.
+                    self.engine = None;
+                    self.status.checkpoint = None;
+                    if self.replication() {
+                        self.remove_replica().await?;
+                    }
+                }
+                SubStep::SourceReadOnly => {
+                    let source = self.source().await?;
+                    let mut src = source.connect_raw().await?;
+                    let tables = self.tables();
+                    let missing = fence::unfenced_tables(&mut src, &tables).await?;
+                    if !missing.is_empty() {
+                        // Someone removed part of the fence: put it back.
+                        // The data source has moved, so no lock is needed
+                        // to keep the two servers apart any more.
+                        let message = format!("switchyard: moved to MySQLCluster {}", spec.target.cluster);
+                        for t in tables.iter().filter(|t| missing.contains(&t.to_string())) {
+                            for s in fence::create_triggers(t, &message) {
+                                src.query_drop(s).await.doing(|| format!("fencing {t}"))?;
+                            }
+                        }
+                    }
+                    let _ = src.disconnect().await;
+                }
+                SubStep::PermissionCheck | SubStep::Fence | SubStep::CatchUp | SubStep::Checksum => {}
+            }
+            match sub.next() {
+                Some(next) => sub = next,
+                None => break,
+            }
+        }
+        self.completed().await?;
+        Ok(Flow::Done)
+    }
+
+    pub(super) async fn completed(&mut self) -> Result<(), WorkError> {
+        let s = self.switch().clone();
+        let rows: i64 = self.status.checksums.iter().map(|c| c.rows).sum();
+        let message = format!(
+            "switched from {} to {}: writes fenced {} ms, checksums equal over {rows} rows in {} tables, {} connections killed; the source refuses writes to the moved tables",
+            s.old_endpoint.as_deref().unwrap_or("?"),
+            s.new_endpoint.as_deref().unwrap_or("?"),
+            s.fenced_millis.unwrap_or(0),
+            self.status.checksums.len(),
+            s.killed_connections.unwrap_or(0),
+        );
+        {
+            let sw = self.switch();
+            sw.sub_step = None;
+            sw.next_attempt_time = None;
+        }
+        self.status.completion_time = Some(conditions::now());
+        self.set(&[
+            Desired::new(SUCCEEDED, TRUE, "Completed", message.clone()),
+            Desired::new(READY_TO_COMPLETE, FALSE, "Completed", "the switch is done"),
+        ]);
+        self.enter(Step::Complete, message).await
+    }
+
+    /// Takes the fence down; the source serves writes again.
+    pub(super) async fn unfence(&mut self) -> Result<(), WorkError> {
+        let tables = self.tables();
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let source = self.source().await?;
+        let mut src = source.connect_raw().await?;
+        fence::unfence(&mut src, &tables, self.lock_wait()).await?;
+        let _ = src.disconnect().await;
+        let s = self.switch();
+        s.fenced_at = None;
+        s.fence_position = None;
+        Ok(())
+    }
+
+    pub(super) async fn failed_attempt(&mut self, reason: String) -> Result<(), WorkError> {
+        let spec = self.obj.spec.clone();
+        let n = {
+            let s = self.switch();
+            s.sub_step = None;
+            s.last_error = Some(reason.clone());
+            s.attempts
+        };
+        let wait = plan::backoff(&spec, n);
+        self.switch().next_attempt_time = Some(Time(jiff::Timestamp::now() + wait));
+        self.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "SwitchFailed", format!("attempt {n} failed: {reason}"))]);
+        self.status.step = Some(Step::ReadyToComplete.as_str().into());
+        self.persist().await?;
+        self.event(
+            EventType::Warning,
+            "SwitchFailed",
+            format!("attempt {n} of {} failed, the source serves as before: {reason}", spec.switch.max_attempts),
+        )
+        .await;
+        Ok(())
+    }
+}
+
+/// `SWITCHYARD_FAILPOINT=switch-hold:<SubStep>:<ms>`: the e2e suite's way
+/// to catch an attempt at one sub-step and kill the operator there.
+pub(super) fn failpoint_hold(sub: SubStep) -> Option<Duration> {
+    let v = std::env::var("SWITCHYARD_FAILPOINT").ok()?;
+    let (name, ms) = v.strip_prefix("switch-hold:")?.split_once(':')?;
+    (name == sub.as_str()).then(|| ms.parse().ok().map(Duration::from_millis))?
+}
