@@ -369,12 +369,23 @@ async fn bad_input_is_refused_and_touches_nothing() -> anyhow::Result<()> {
         .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'e2e' AND TABLE_NAME = 'orders'")
         .await?;
     ensure!(orders.is_empty(), "a refused migration created tables");
-    // Replication mode with the source in the target's GTID domain.
+    // Replication mode with the source in the target's GTID domain. (The
+    // earlier ones go first: without the conflict they would start.)
+    kubectl(&["delete", KIND, "keyless", "conflict", "-n", &ns])?;
     t.query_drop("DROP TABLE e2e.items").await?;
     apply_yaml(&ns, &migration_yaml("samedomain", "  incremental: {mode: replication}\n"))?;
     wait_for(&ns, KIND, "samedomain", "InvalidSpec", Duration::from_secs(60), |o| {
         o["status"]["conditions"].to_string().contains("gtid_domain_id 0 is also used by the target")
     })?;
+    // A source that logs statements, not rows.
+    let mut src = env.source_root().await?;
+    src.query_drop("SET GLOBAL binlog_format = 'STATEMENT'").await?;
+    apply_yaml(&ns, &migration_yaml("statements", ""))?;
+    let seen = wait_for(&ns, KIND, "statements", "InvalidSpec", Duration::from_secs(60), |o| {
+        o["status"]["conditions"].to_string().contains("binlog_format")
+    });
+    src.query_drop("SET GLOBAL binlog_format = 'ROW'").await?;
+    seen?;
     // A missing source Secret, and a missing target cluster.
     apply_yaml(&ns, &migration_yaml("nosecret", "").replace("credentialsSecret: legacy", "credentialsSecret: nope"))?;
     wait_for(&ns, KIND, "nosecret", "InvalidSpec", Duration::from_secs(60), |o| {
@@ -398,13 +409,14 @@ async fn blocker(env: &Env) -> anyhow::Result<Conn> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blocked_switch_fails_unfenced_then_succeeds_once_the_blocker_ends() -> anyhow::Result<()> {
+async fn blocked_switch_fails_unfenced_parks_when_exhausted_and_succeeds_once_rearmed() -> anyhow::Result<()> {
     let mut env = provision("mig-blocked", 1).await?;
     let ns = env.ns().to_string();
     let model = seed_source(&env, 10_000).await?;
     let w = ModelWriter::start(&env.source_addr(), "app_rw", "rw-pass", "orders", model, WRITE_INTERVAL);
     let items = items_writer(env.source_addr());
-    apply_yaml(&ns, &migration_yaml("blocked", SWITCH))?;
+    let switch = SWITCH.replace("backoffSeconds: 1", "backoffSeconds: 1, maxAttempts: 2");
+    apply_yaml(&ns, &migration_yaml("blocked", &switch))?;
     wait_step(&ns, KIND, "blocked", "Postponed", MIGRATION_TIMEOUT)?;
     let mut long = blocker(&env).await?;
     patch_merge(&ns, KIND, "blocked", r#"{"spec":{"postponeCompletion":false}}"#)?;
@@ -417,14 +429,47 @@ async fn blocked_switch_fails_unfenced_then_succeeds_once_the_blocker_ends() -> 
     let before = w.acked();
     w.wait_for_progress(30, Duration::from_secs(20)).await.context("the source is writable after a failed attempt")?;
     ensure!(w.acked() > before);
+    // Two attempts, then it parks: in sync, no third attempt.
+    let parked = wait_for(&ns, KIND, "blocked", "attempts exhausted", MIGRATION_TIMEOUT, |o| {
+        o["status"]["conditions"].to_string().contains("SwitchAttemptsExhausted")
+    })?;
+    ensure!(switch_report(&parked)["attempts"] == 2 && step(&parked) == "ReadyToComplete", "{}", parked["status"]);
     let events = events_of(&ns, "blocked")?;
-    ensure!(events.contains("SwitchFailed"), "{events}");
+    ensure!(events.contains("SwitchFailed") && events.contains("SwitchAttemptsExhausted"), "{events}");
     long.query_drop("COMMIT").await?;
     drop(long);
+    std::thread::sleep(Duration::from_secs(3));
+    let still = get(&ns, KIND, "blocked")?;
+    ensure!(switch_report(&still)["attempts"] == 2, "attempted again without a re-arm: {}", still["status"]);
+    // Re-arm: a fresh count of attempts, and this one goes through.
+    patch_merge(&ns, KIND, "blocked", r#"{"spec":{"switch":{"retry":1}}}"#)?;
     let done = wait_step(&ns, KIND, "blocked", "Complete", MIGRATION_TIMEOUT)?;
-    ensure!(switch_report(&done)["attempts"].as_i64().unwrap_or(0) >= 2, "{}", done["status"]);
+    let r = switch_report(&done);
+    ensure!(r["retry"] == 1 && r["attempts"] == 1, "{}", done["status"]);
     assert_source_fenced(&env).await?;
     finish(&env, w, items).await?;
+    env.operator.take();
+    env.ns.passed();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_while_postponed_leaves_the_source_serving() -> anyhow::Result<()> {
+    let mut env = provision("mig-cancel", 1).await?;
+    let ns = env.ns().to_string();
+    let model = seed_source(&env, 5_000).await?;
+    let w = ModelWriter::start(&env.source_addr(), "app_rw", "rw-pass", "orders", model, WRITE_INTERVAL);
+    apply_yaml(&ns, &migration_yaml("cancelled", SWITCH))?;
+    wait_step(&ns, KIND, "cancelled", "Postponed", MIGRATION_TIMEOUT)?;
+    patch_merge(&ns, KIND, "cancelled", r#"{"spec":{"cancel":true}}"#)?;
+    let o = wait_step(&ns, KIND, "cancelled", "Cancelled", MIGRATION_TIMEOUT)?;
+    ensure!(condition_is(&o, "Succeeded", "False"), "{}", o["status"]);
+    // The source keeps serving, unfenced; the data source still points at it.
+    w.wait_for_progress(30, Duration::from_secs(20)).await.context("the source takes writes after a cancel")?;
+    let m = w.stop().await?;
+    model::assert_matches(&env.source_addr(), "root", &password(), "orders", &m).await?;
+    let cm = get_json(&ns, "configmap", "orders-db")?.context("data-source ConfigMap")?;
+    ensure!(cm["data"]["host"] == "127.0.0.1" && cm["data"]["generation"] == "1", "{cm}");
     env.operator.take();
     env.ns.passed();
     Ok(())
