@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
 use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use mysql_async::prelude::Queryable;
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +30,6 @@ use super::validate::parse_account;
 use crate::api::Progress;
 use crate::cluster::access::{self, Unavailable};
 use crate::k8s::conditions::{self, Desired, FALSE, TRUE, UNKNOWN};
-use crate::k8s::status::apply_status;
 use crate::movement::apply::Until;
 use crate::movement::{
     Checkpoint, ChecksumReport, ColumnMapping, Endpoint, Job, Options, Prepared, TableMapping, TableName, TargetTable,
@@ -40,6 +39,7 @@ use crate::mysql::Flavor;
 use crate::operator::attempts::Decision;
 use crate::operator::context::Context;
 use crate::operator::task::{self, Flow, Reported};
+use crate::operator::tracked::{Live, Tracked};
 use crate::operator::work_error::{Doing, WorkError};
 
 mod replication;
@@ -56,16 +56,8 @@ const MIN_BINLOG_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// Runs until the migration is terminal, the resource is gone or `stop` fires.
 pub async fn run(ctx: Arc<Context>, obj: Migration, stop: CancellationToken) {
-    let Some(ns) = obj.namespace() else { return };
-    let mut r = Runner {
-        api: Api::namespaced(ctx.client.clone(), &ns),
-        status: obj.status.clone().unwrap_or_default(),
-        namespace: ns,
-        obj,
-        ctx,
-        stop,
-        engine: None,
-    };
+    let Some(res) = Tracked::new(ctx, obj, "Migrate") else { return };
+    let mut r = Runner { res, stop, engine: None };
     task::run(&mut r).await;
 }
 
@@ -78,11 +70,7 @@ enum Preflight {
 }
 
 struct Runner {
-    ctx: Arc<Context>,
-    api: Api<Migration>,
-    namespace: String,
-    obj: Migration,
-    status: MigrationStatus,
+    res: Tracked<Migration>,
     stop: CancellationToken,
     /// Rebuilt after any error: it holds connections and loaded schemas.
     engine: Option<Engine>,
@@ -105,18 +93,18 @@ impl Reported for Runner {
 
     fn record(&mut self, checkpoint: Option<Checkpoint>, progress: Option<Progress>) {
         if let Some(cp) = checkpoint {
-            let positions = self.status.positions.get_or_insert_with(Positions::default);
+            let positions = self.res.status.positions.get_or_insert_with(Positions::default);
             positions.snapshot = cp.snapshot.as_ref().map(|p| p.to_string());
             positions.applied = cp.applied.as_ref().map(|p| p.to_string());
-            self.status.checkpoint = serde_json::to_value(&cp).ok();
+            self.res.status.checkpoint = serde_json::to_value(&cp).ok();
         }
         if progress.is_some() {
-            self.status.progress = progress;
+            self.res.status.progress = progress;
         }
     }
 
     async fn flush(&mut self) -> Result<(), WorkError> {
-        self.persist().await
+        self.res.persist().await
     }
 }
 
@@ -124,7 +112,7 @@ impl task::Passes for Runner {
     const KIND: &'static str = "Migration";
 
     fn name(&self) -> String {
-        self.obj.name_any()
+        self.res.obj.name_any()
     }
 
     fn step_name(&self) -> &'static str {
@@ -132,11 +120,11 @@ impl task::Passes for Runner {
     }
 
     fn metrics(&self) -> &crate::operator::metrics::Metrics {
-        &self.ctx.metrics
+        &self.res.ctx.metrics
     }
 
     fn note(&mut self, status: &'static str, reason: &'static str, message: String) {
-        self.set(&[Desired::new(SUCCEEDED, status, reason, message)]);
+        self.res.set(&[Desired::new(SUCCEEDED, status, reason, message)]);
     }
 
     fn reset(&mut self) {
@@ -153,78 +141,45 @@ impl task::Passes for Runner {
 }
 
 impl Runner {
-    fn name(&self) -> String {
-        self.obj.name_any()
-    }
-
     fn step(&self) -> Step {
-        Step::parse(self.status.step.as_deref())
+        Step::parse(self.res.status.step.as_deref())
     }
 
     fn tables(&self) -> Vec<TableName> {
-        self.status.tables.iter().filter_map(|t| TableName::parse(t)).collect()
+        self.res.status.tables.iter().filter_map(|t| TableName::parse(t)).collect()
     }
 
     fn users(&self) -> Vec<String> {
-        self.obj.spec.accounts.users.clone()
+        self.res.obj.spec.accounts.users.clone()
     }
 
     fn replication(&self) -> bool {
-        self.obj.spec.incremental.mode == IncrementalMode::Replication
+        self.res.obj.spec.incremental.mode == IncrementalMode::Replication
     }
 
     /// The target's replication connection (replication mode).
     fn channel(&self) -> String {
-        replica::connection_name(task::reader_server_id(&self.obj.uid().unwrap_or_default()))
+        replica::connection_name(task::reader_server_id(&self.res.obj.uid().unwrap_or_default()))
     }
 
     fn switch(&mut self) -> &mut SwitchReport {
-        self.status.switch.get_or_insert_with(SwitchReport::default)
+        self.res.status.switch.get_or_insert_with(SwitchReport::default)
     }
 
-    fn set(&mut self, desired: &[Desired]) {
-        let generation = self.obj.meta().generation;
-        self.status.conditions = conditions::merge(&self.status.conditions, desired, generation, &conditions::now());
-        self.status.observed_generation = generation;
-    }
-
-    async fn persist(&mut self) -> Result<(), WorkError> {
-        self.status.observed_generation = self.obj.meta().generation;
-        apply_status(&self.api, &self.name(), &self.status).await?;
-        Ok(())
-    }
-
-    async fn event(&self, type_: EventType, reason: &str, message: String) {
-        let regarding = self.obj.object_ref(&());
-        self.ctx.events.publish(&regarding, type_, reason, "Migrate", message).await;
-    }
-
-    /// Moves to `step`, writes status, and announces it.
     async fn enter(&mut self, step: Step, message: String) -> Result<(), WorkError> {
-        let changed = self.step() != step;
-        self.status.step = Some(step.as_str().to_string());
-        self.persist().await?;
-        if changed {
-            self.event(EventType::Normal, step.as_str(), message).await;
-        }
-        Ok(())
+        self.res.enter(step.as_str(), message).await
     }
 
     async fn pass(&mut self) -> Result<Flow, WorkError> {
-        // The live spec: postpone, retry and cancel are read on every pass.
-        let live = self.api.get_opt(&self.name()).await?;
-        match live {
-            Some(o) if o.uid() == self.obj.uid() && o.meta().deletion_timestamp.is_none() => self.obj = o,
-            _ => {
-                // Deleted: an attempt that had fenced the source but not
-                // moved the data source must not leave the source fenced.
-                if plan::resume(&self.status) == Resume::Undo {
-                    self.unfence().await?;
-                }
-                return Ok(Flow::Done);
+        if let Live::Gone = self.res.refresh().await? {
+            // Deleted: an attempt that had fenced the source but not moved
+            // the data source must not leave the source fenced.
+            if plan::resume(&self.res.status) == Resume::Undo {
+                self.unfence().await?;
             }
+            return Ok(Flow::Done);
         }
-        if self.obj.spec.cancel {
+        if self.res.obj.spec.cancel {
             return self.cancel().await;
         }
         match self.step() {
@@ -233,7 +188,7 @@ impl Runner {
             Step::Incremental => self.incremental().await,
             Step::Accounts => self.accounts().await,
             Step::ReadyToComplete | Step::Postponed => self.sync_and_switch().await,
-            Step::Switching => match plan::resume(&self.status) {
+            Step::Switching => match plan::resume(&self.res.status) {
                 Resume::RollForward(from) => self.roll_forward(from).await,
                 Resume::Undo | Resume::Nothing => {
                     self.unfence().await?;
@@ -246,16 +201,17 @@ impl Runner {
     }
 
     async fn cancel(&mut self) -> Result<Flow, WorkError> {
-        if let Resume::RollForward(_) = plan::resume(&self.status) {
+        if let Resume::RollForward(_) = plan::resume(&self.res.status) {
             // The data source has moved: cancelling now would split the
             // applications between two servers. The switch finishes.
-            self.event(
-                EventType::Warning,
-                "CancelIgnored",
-                "the data source already points at the target; the switch finishes".into(),
-            )
-            .await;
-            let from = SubStep::parse(self.status.switch.as_ref().and_then(|s| s.sub_step.as_deref()));
+            self.res
+                .event(
+                    EventType::Warning,
+                    "CancelIgnored",
+                    "the data source already points at the target; the switch finishes".into(),
+                )
+                .await;
+            let from = SubStep::parse(self.res.status.switch.as_ref().and_then(|s| s.sub_step.as_deref()));
             return self.roll_forward(from.unwrap_or(SubStep::SwitchDataSource)).await;
         }
         if self.step() == Step::Switching {
@@ -265,26 +221,26 @@ impl Runner {
             self.remove_replica().await?;
         }
         let message = "cancelled by spec.cancel; the source is untouched, data copied to the target stays";
-        self.set(&[
+        self.res.set(&[
             Desired::new(SUCCEEDED, FALSE, "Cancelled", message),
             Desired::new(READY_TO_COMPLETE, FALSE, "Cancelled", "cancelled"),
         ]);
-        if let Some(s) = self.status.switch.as_mut() {
+        if let Some(s) = self.res.status.switch.as_mut() {
             s.sub_step = None;
         }
-        self.status.checkpoint = None;
+        self.res.status.checkpoint = None;
         self.enter(Step::Cancelled, message.into()).await?;
         Ok(Flow::Done)
     }
 
     /// The source, as an engine endpoint.
     async fn source(&self) -> Result<Endpoint, WorkError> {
-        let spec = &self.obj.spec.source;
+        let spec = &self.res.obj.spec.source;
         if let Some(cluster) = &spec.cluster {
-            return Ok(access::primary(&self.ctx.client, &self.namespace, cluster).await?);
+            return Ok(access::primary(&self.res.ctx.client, &self.res.namespace(), cluster).await?);
         }
         let ext = spec.external.as_ref().ok_or_else(|| WorkError::Invalid("spec.source is missing".into()))?;
-        let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let secrets: Api<Secret> = Api::namespaced(self.res.ctx.client.clone(), &self.res.namespace());
         let secret = secrets.get_opt(&ext.credentials_secret).await?.ok_or_else(|| Unavailable::Credentials {
             secret: ext.credentials_secret.clone(),
             reason: "does not exist".into(),
@@ -305,11 +261,11 @@ impl Runner {
     }
 
     async fn target(&self) -> Result<Endpoint, WorkError> {
-        Ok(access::primary(&self.ctx.client, &self.namespace, &self.obj.spec.target.cluster).await?)
+        Ok(access::primary(&self.res.ctx.client, &self.res.namespace(), &self.res.obj.spec.target.cluster).await?)
     }
 
     fn source_place(&self) -> Place {
-        let s = &self.obj.spec.source;
+        let s = &self.res.obj.spec.source;
         match (&s.cluster, &s.external) {
             (Some(c), _) => Place::Cluster(c.clone()),
             (None, Some(e)) => Place::external(&e.host, e.port),
@@ -318,7 +274,7 @@ impl Runner {
     }
 
     fn target_place(&self) -> Place {
-        Place::Cluster(self.obj.spec.target.cluster.clone())
+        Place::Cluster(self.res.obj.spec.target.cluster.clone())
     }
 
     /// Checks that touch nothing. While one fails the migration stays
@@ -327,8 +283,8 @@ impl Runner {
     async fn preflight(&mut self) -> Result<Flow, WorkError> {
         match self.checks().await {
             Ok(tables) => {
-                self.status.tables = tables.iter().map(|t| t.to_string()).collect();
-                self.set(&[Desired::new(SUCCEEDED, UNKNOWN, "InProgress", "copying")]);
+                self.res.status.tables = tables.iter().map(|t| t.to_string()).collect();
+                self.res.set(&[Desired::new(SUCCEEDED, UNKNOWN, "InProgress", "copying")]);
                 let n = tables.len();
                 self.enter(Step::SeedCopy, format!("copying {n} tables from a consistent snapshot")).await?;
                 Ok(Flow::Continue)
@@ -342,13 +298,13 @@ impl Runner {
                     ),
                     Preflight::Waiting(why) => (UNKNOWN, "Waiting", format!("cannot start yet: {why}")),
                 };
-                let news = conditions::find(&self.status.conditions, SUCCEEDED)
+                let news = conditions::find(&self.res.status.conditions, SUCCEEDED)
                     .is_none_or(|c| c.reason != reason || c.message != message);
-                self.set(&[Desired::new(SUCCEEDED, status, reason, message.clone())]);
-                self.status.step = Some(Step::Pending.as_str().into());
-                self.persist().await?;
+                self.res.set(&[Desired::new(SUCCEEDED, status, reason, message.clone())]);
+                self.res.status.step = Some(Step::Pending.as_str().into());
+                self.res.persist().await?;
                 if news {
-                    self.event(EventType::Warning, reason, message).await;
+                    self.res.event(EventType::Warning, reason, message).await;
                 }
                 task::idle(&self.stop, PREFLIGHT_RECHECK).await;
                 Ok(Flow::Continue)
@@ -360,7 +316,7 @@ impl Runner {
     /// themselves (a primary not elected yet, a dropped connection) are
     /// returned as errors and retried, not reported as an invalid spec.
     async fn checks(&mut self) -> Result<Vec<TableName>, Preflight> {
-        let spec = self.obj.spec.clone();
+        let spec = self.res.obj.spec.clone();
         let outcome = async {
             let source = self.source().await?;
             let target = self.target().await?;
@@ -401,7 +357,7 @@ impl Runner {
         .await;
         match outcome {
             Ok((tables, problems, server_id)) if problems.is_empty() => {
-                self.status.source_server_id = server_id;
+                self.res.status.source_server_id = server_id;
                 Ok(tables)
             }
             Ok((_, problems, _)) => Err(Preflight::Invalid(problems.join("; "))),
@@ -440,8 +396,8 @@ impl Runner {
                 targets: vec![target.clone()],
                 tables,
                 options: Options {
-                    throttle: self.obj.spec.throttle.clone(),
-                    server_id: task::reader_server_id(&self.obj.uid().unwrap_or_default()),
+                    throttle: self.res.obj.spec.throttle.clone(),
+                    server_id: task::reader_server_id(&self.res.obj.uid().unwrap_or_default()),
                     min_binlog_retention: MIN_BINLOG_RETENTION,
                     ..Options::default()
                 },
@@ -460,7 +416,7 @@ impl Runner {
         let mut conn = source.connect_raw().await?;
         let now: Option<i64> = conn.query_first("SELECT @@server_id").await.doing(|| "reading server_id".into())?;
         let _ = conn.disconnect().await;
-        match (self.status.source_server_id, now) {
+        match (self.res.status.source_server_id, now) {
             (Some(was), Some(now)) if was != now => {
                 let target = self.engine().await?.target.clone();
                 let mut tgt = target.connect().await?;
@@ -468,17 +424,18 @@ impl Runner {
                     tgt.query_drop(format!("TRUNCATE TABLE {}", t.sql())).await.doing(|| format!("emptying {t}"))?;
                 }
                 self.engine = None;
-                self.status.checkpoint = None;
-                self.status.progress = None;
-                self.status.positions = None;
-                self.status.checksums.clear();
-                self.status.source_server_id = Some(now);
-                self.event(
-                    EventType::Warning,
-                    "SourceChanged",
-                    format!("the source's server_id changed ({was} → {now}); the seed copy starts over"),
-                )
-                .await;
+                self.res.status.checkpoint = None;
+                self.res.status.progress = None;
+                self.res.status.positions = None;
+                self.res.status.checksums.clear();
+                self.res.status.source_server_id = Some(now);
+                self.res
+                    .event(
+                        EventType::Warning,
+                        "SourceChanged",
+                        format!("the source's server_id changed ({was} → {now}); the seed copy starts over"),
+                    )
+                    .await;
                 self.enter(Step::SeedCopy, "copying again from the new source primary".into()).await?;
                 Ok(false)
             }
@@ -490,7 +447,7 @@ impl Runner {
         if !self.same_source().await? {
             return Ok(None);
         }
-        let cp = task::checkpoint_from(self.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
+        let cp = task::checkpoint_from(self.res.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
         Ok(Some((cp, self.engine().await?.prepared.clone())))
     }
 
@@ -540,7 +497,7 @@ impl Runner {
             return Ok(Flow::Done);
         };
         self.record(Some(cp), None);
-        self.status.checksums = checksums(&report);
+        self.res.status.checksums = checksums(&report);
         if !report.is_equal() {
             return Err(WorkError::Inconsistent(format!(
                 "the target differs from the source: {}",
@@ -549,7 +506,7 @@ impl Runner {
         }
         let rows = report.rows();
         if self.replication() {
-            let from = cp_applied(&self.status)?;
+            let from = cp_applied(&self.res.status)?;
             self.start_replica(&from).await?;
         }
         self.enter(Step::Accounts, format!("in sync; checksum passed over {rows} rows; copying accounts")).await?;
@@ -563,23 +520,23 @@ impl Runner {
         let mut src = source.connect_raw().await?;
         let mut tgt = target.connect_raw().await?;
         let users = self.users();
-        let outcome = accounts::copy(&mut src, sf, &mut tgt, tf, &users, &self.obj.spec.databases)
+        let outcome = accounts::copy(&mut src, sf, &mut tgt, tf, &users, &self.res.obj.spec.databases)
             .await
             .doing(|| "copying accounts".into())?;
         let _ = src.disconnect().await;
         let _ = tgt.disconnect().await;
         if !outcome.unsupported.is_empty() {
             let list: Vec<String> = outcome.unsupported.iter().map(|u| format!("{}: {}", u.name, u.reason)).collect();
-            self.event(EventType::Warning, "AccountsNotMoved", list.join("; ")).await;
+            self.res.event(EventType::Warning, "AccountsNotMoved", list.join("; ")).await;
         }
         let moved = outcome.migrated.len();
         let grants = outcome.diff.len();
-        self.status.accounts = Some(outcome);
+        self.res.status.accounts = Some(outcome);
         // Applications can find the data through the data source from now
         // on; it points at the source until the switch.
-        if let Some(ds) = self.obj.spec.switch.data_source.clone() {
+        if let Some(ds) = self.res.obj.spec.switch.data_source.clone() {
             let current = match &ds.config_map {
-                Some(cm) => datasource::current_generation(&self.ctx.client, &self.namespace, cm).await?,
+                Some(cm) => datasource::current_generation(&self.res.ctx.client, &self.res.namespace(), cm).await?,
                 None => 0,
             };
             let place = self.source_place();
@@ -591,17 +548,17 @@ impl Runner {
     }
 
     async fn publish(&self, generation: i64, place: &Place) -> Result<(), WorkError> {
-        let Some(ds) = &self.obj.spec.switch.data_source else { return Ok(()) };
-        let name = self.name();
+        let Some(ds) = &self.res.obj.spec.switch.data_source else { return Ok(()) };
+        let name = self.res.name();
         Publish {
-            namespace: &self.namespace,
+            namespace: &self.res.namespace(),
             migration: &name,
             service: ds.service.as_deref(),
             config_map: ds.config_map.as_deref(),
-            databases: &self.obj.spec.databases,
+            databases: &self.res.obj.spec.databases,
             generation,
         }
-        .to(&self.ctx.client, place)
+        .to(&self.res.ctx.client, place)
         .await
     }
 
@@ -620,27 +577,28 @@ impl Runner {
             // target trails by at most the pass's duration.
             started.elapsed()
         };
-        if let Some(p) = self.status.progress.as_mut() {
+        if let Some(p) = self.res.status.progress.as_mut() {
             p.lag_seconds = Some(lag.as_secs() as i64);
         }
-        let spec = self.obj.spec.clone();
+        let spec = self.res.obj.spec.clone();
         let record = self.switch().clone();
         if record.retry != spec.switch.retry {
             let s = self.switch();
             s.attempts = 0;
             s.next_attempt_time = None;
             s.retry = spec.switch.retry;
-            self.event(
-                EventType::Normal,
-                "SwitchRearmed",
-                format!("spec.switch.retry is {}: {} fresh attempts", spec.switch.retry, spec.switch.max_attempts),
-            )
-            .await;
+            self.res
+                .event(
+                    EventType::Normal,
+                    "SwitchRearmed",
+                    format!("spec.switch.retry is {}: {} fresh attempts", spec.switch.retry, spec.switch.max_attempts),
+                )
+                .await;
         }
         let now = jiff::Timestamp::now();
-        match plan::switch(&spec, &self.status, lag, now) {
+        match plan::switch(&spec, &self.res.status, lag, now) {
             Decision::Postponed => {
-                self.set(&[Desired::new(
+                self.res.set(&[Desired::new(
                     READY_TO_COMPLETE,
                     TRUE,
                     "Postponed",
@@ -660,18 +618,18 @@ impl Runner {
                     self.switch().attempts,
                     spec.switch.retry + 1
                 );
-                let news = conditions::find(&self.status.conditions, READY_TO_COMPLETE)
+                let news = conditions::find(&self.res.status.conditions, READY_TO_COMPLETE)
                     .is_none_or(|c| c.reason != "SwitchAttemptsExhausted");
-                self.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "SwitchAttemptsExhausted", message.clone())]);
-                self.status.step = Some(Step::ReadyToComplete.as_str().into());
-                self.persist().await?;
+                self.res.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "SwitchAttemptsExhausted", message.clone())]);
+                self.res.status.step = Some(Step::ReadyToComplete.as_str().into());
+                self.res.persist().await?;
                 if news {
-                    self.event(EventType::Warning, "SwitchAttemptsExhausted", message).await;
+                    self.res.event(EventType::Warning, "SwitchAttemptsExhausted", message).await;
                 }
                 self.idle(IDLE).await;
             }
             Decision::LagTooHigh { lag } => {
-                self.set(&[Desired::new(
+                self.res.set(&[Desired::new(
                     READY_TO_COMPLETE,
                     FALSE,
                     "LagTooHigh",
@@ -680,7 +638,7 @@ impl Runner {
                 self.enter(Step::ReadyToComplete, "catching up".into()).await?;
             }
             Decision::Wait { until } => {
-                self.set(&[Desired::new(
+                self.res.set(&[Desired::new(
                     READY_TO_COMPLETE,
                     TRUE,
                     "BackingOff",
@@ -691,7 +649,7 @@ impl Runner {
                 self.idle(left.min(IDLE)).await;
             }
             Decision::Attempt => {
-                self.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "InSync", "in sync with the accounts in place")]);
+                self.res.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "InSync", "in sync with the accounts in place")]);
                 return self.attempt().await;
             }
         }
@@ -704,23 +662,23 @@ impl Runner {
 
     /// A permanent error: the source is left serving, unfenced.
     async fn fail(&mut self, e: &WorkError) {
-        if plan::resume(&self.status) == Resume::Undo && self.unfence().await.is_err() {
+        if plan::resume(&self.res.status) == Resume::Undo && self.unfence().await.is_err() {
             tracing::warn!("could not unfence the source after a failure");
         }
         if self.replication() && self.remove_replica().await.is_err() {
             tracing::warn!("could not remove the replication connection after a failure");
         }
         let reason = if matches!(e, WorkError::Invalid(_)) { conditions::REASON_INVALID_SPEC } else { "Failed" };
-        self.status.checkpoint = None;
-        self.set(&[
+        self.res.status.checkpoint = None;
+        self.res.set(&[
             Desired::new(SUCCEEDED, FALSE, reason, format!("{e}; the source is untouched")),
             Desired::new(READY_TO_COMPLETE, FALSE, reason, "the migration failed"),
         ]);
-        self.status.step = Some(Step::Failed.as_str().into());
-        if let Err(pe) = self.persist().await {
+        self.res.status.step = Some(Step::Failed.as_str().into());
+        if let Err(pe) = self.res.persist().await {
             tracing::warn!(error = %pe, "could not record the failure");
         }
-        self.event(EventType::Warning, reason, format!("{e}")).await;
+        self.res.event(EventType::Warning, reason, format!("{e}")).await;
     }
 }
 

@@ -14,6 +14,10 @@ pub mod validate;
 crate::impl_conditioned!(api::OnlineDDLStatus);
 
 impl crate::operator::outcome::Stepped for api::OnlineDDLStatus {
+    fn step(&self) -> Option<&str> {
+        self.step.as_deref()
+    }
+
     fn set_step(&mut self, step: &str) {
         self.step = Some(step.to_string());
     }

@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::Api;
 use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use tokio_util::sync::CancellationToken;
 
-use super::api::{OnlineDDL, OnlineDDLStatus, Strategy};
+use super::api::{OnlineDDL, Strategy};
 use super::columns;
 use super::controller::{READY_TO_COMPLETE, SUCCEEDED};
 use super::cutover::{self, Attempt, Outcome};
@@ -25,7 +24,6 @@ use super::table::{self, Instant, Recovered};
 use crate::api::Progress;
 use crate::cluster::access;
 use crate::k8s::conditions::{self, Desired, FALSE, TRUE};
-use crate::k8s::status::apply_status;
 use crate::movement::apply::Until;
 use crate::movement::{
     Checkpoint, ColumnMapping, Endpoint, Job, Options, Prepared, TableMapping, TableName, TargetTable, schema,
@@ -33,6 +31,7 @@ use crate::movement::{
 use crate::mysql::Flavor;
 use crate::operator::context::Context;
 use crate::operator::task::{self, Flow, Reported};
+use crate::operator::tracked::{Live, Tracked};
 use crate::operator::work_error::WorkError;
 
 /// Pause between sync passes while nothing else is due.
@@ -40,25 +39,13 @@ const IDLE: Duration = Duration::from_millis(500);
 
 /// Runs until the change is terminal, the resource is gone or `stop` fires.
 pub async fn run(ctx: Arc<Context>, obj: OnlineDDL, stop: CancellationToken) {
-    let Some(ns) = obj.namespace() else { return };
-    let mut r = Runner {
-        api: Api::namespaced(ctx.client.clone(), &ns),
-        status: obj.status.clone().unwrap_or_default(),
-        namespace: ns,
-        obj,
-        ctx,
-        stop,
-        engine: None,
-    };
+    let Some(res) = Tracked::new(ctx, obj, "SchemaChange") else { return };
+    let mut r = Runner { res, stop, engine: None };
     task::run(&mut r).await;
 }
 
 struct Runner {
-    ctx: Arc<Context>,
-    api: Api<OnlineDDL>,
-    namespace: String,
-    obj: OnlineDDL,
-    status: OnlineDDLStatus,
+    res: Tracked<OnlineDDL>,
     stop: CancellationToken,
     /// Rebuilt after any error: it holds connections and loaded schemas.
     engine: Option<Engine>,
@@ -82,15 +69,15 @@ impl Reported for Runner {
 
     fn record(&mut self, checkpoint: Option<Checkpoint>, progress: Option<Progress>) {
         if let Some(cp) = checkpoint {
-            self.status.checkpoint = serde_json::to_value(&cp).ok();
+            self.res.status.checkpoint = serde_json::to_value(&cp).ok();
         }
         if progress.is_some() {
-            self.status.progress = progress;
+            self.res.status.progress = progress;
         }
     }
 
     async fn flush(&mut self) -> Result<(), WorkError> {
-        self.persist().await
+        self.res.persist().await
     }
 }
 
@@ -98,7 +85,7 @@ impl task::Passes for Runner {
     const KIND: &'static str = "OnlineDDL";
 
     fn name(&self) -> String {
-        self.obj.name_any()
+        self.res.obj.name_any()
     }
 
     fn step_name(&self) -> &'static str {
@@ -106,11 +93,11 @@ impl task::Passes for Runner {
     }
 
     fn metrics(&self) -> &crate::operator::metrics::Metrics {
-        &self.ctx.metrics
+        &self.res.ctx.metrics
     }
 
     fn note(&mut self, status: &'static str, reason: &'static str, message: String) {
-        self.set(&[Desired::new(SUCCEEDED, status, reason, message)]);
+        self.res.set(&[Desired::new(SUCCEEDED, status, reason, message)]);
     }
 
     fn reset(&mut self) {
@@ -127,58 +114,28 @@ impl task::Passes for Runner {
 }
 
 impl Runner {
-    fn name(&self) -> String {
-        self.obj.name_any()
-    }
-
     fn step(&self) -> Step {
-        Step::parse(self.status.step.as_deref())
+        Step::parse(self.res.status.step.as_deref())
     }
 
     fn table(&self) -> TableName {
-        TableName::new(&self.obj.spec.database, &self.obj.spec.table)
+        TableName::new(&self.res.obj.spec.database, &self.res.obj.spec.table)
     }
 
     fn shadow(&self) -> TableName {
-        TableName::new(&self.obj.spec.database, &sql::shadow_name(&self.obj.spec.table))
+        TableName::new(&self.res.obj.spec.database, &sql::shadow_name(&self.res.obj.spec.table))
     }
 
-    fn set(&mut self, desired: &[Desired]) {
-        let generation = self.obj.meta().generation;
-        self.status.conditions = conditions::merge(&self.status.conditions, desired, generation, &conditions::now());
-        self.status.observed_generation = generation;
-    }
-
-    async fn persist(&mut self) -> Result<(), WorkError> {
-        let generation = self.obj.meta().generation;
-        self.status.observed_generation = generation;
-        apply_status(&self.api, &self.name(), &self.status).await?;
-        Ok(())
-    }
-
-    async fn event(&self, type_: EventType, reason: &str, message: String) {
-        let regarding = self.obj.object_ref(&());
-        self.ctx.events.publish(&regarding, type_, reason, "SchemaChange", message).await;
-    }
-
-    /// Moves to `step`, writes status, and announces it.
     async fn enter(&mut self, step: Step, message: String) -> Result<(), WorkError> {
-        let changed = self.step() != step;
-        self.status.step = Some(step.as_str().to_string());
-        self.persist().await?;
-        if changed {
-            self.event(EventType::Normal, step.as_str(), message).await;
-        }
-        Ok(())
+        self.res.enter(step.as_str(), message).await
     }
 
     async fn pass(&mut self) -> Result<Flow, WorkError> {
-        // The live spec: postpone, retry and cancel are read on every pass.
-        match self.api.get_opt(&self.name()).await? {
-            Some(o) if o.uid() == self.obj.uid() => self.obj = o,
-            _ => return Ok(Flow::Done),
+        // A deletion or a cancel is the controller's to clean up after.
+        if let Live::Gone = self.res.refresh().await? {
+            return Ok(Flow::Done);
         }
-        if self.obj.meta().deletion_timestamp.is_some() || self.obj.spec.cancel {
+        if self.res.obj.spec.cancel {
             return Ok(Flow::Done);
         }
         match self.step() {
@@ -190,14 +147,14 @@ impl Runner {
             Step::Copying => self.copy().await,
             Step::Verifying => self.verify().await,
             // An instant change held by postponeCompletion has no shadow.
-            Step::Postponed if self.status.method.as_deref() == Some("instant") => self.prepare().await,
+            Step::Postponed if self.res.status.method.as_deref() == Some("instant") => self.prepare().await,
             Step::ReadyToComplete | Step::Postponed | Step::CuttingOver => self.sync_and_cut_over().await,
             Step::Complete | Step::Cancelled | Step::Failed | Step::Invalid => Ok(Flow::Done),
         }
     }
 
     async fn endpoint(&self) -> Result<Endpoint, WorkError> {
-        Ok(access::primary(&self.ctx.client, &self.namespace, &self.obj.spec.cluster).await?)
+        Ok(access::primary(&self.res.ctx.client, &self.res.namespace(), &self.res.obj.spec.cluster).await?)
     }
 
     /// A plain session on the cluster's primary.
@@ -208,7 +165,7 @@ impl Runner {
     /// Validate against the server, create and alter the shadow table, and
     /// take the instant path when it is allowed and possible.
     async fn prepare(&mut self) -> Result<Flow, WorkError> {
-        let spec = self.obj.spec.clone();
+        let spec = self.res.obj.spec.clone();
         let (table, shadow) = (self.table(), self.shadow());
         let mut conn = self.connect().await?;
         if !table::exists(&mut conn, &table).await? {
@@ -217,7 +174,7 @@ impl Runner {
         let definition = table::definition_fingerprint(&mut conn, &table).await?;
         // An instant ALTER was under way when the last task stopped: if the
         // table's definition moved since, it was applied.
-        if let Some(before) = self.status.instant_from.clone()
+        if let Some(before) = self.res.status.instant_from.clone()
             && before != definition
         {
             table::drop_table(&mut conn, &shadow).await?;
@@ -227,10 +184,10 @@ impl Runner {
         // table changes is the user's. Whether it can be instant is probed
         // on an empty copy, so a held change copies nothing.
         if spec.strategy != Strategy::Shadow && spec.postpone_completion {
-            let known = self.status.method.as_deref() == Some("instant");
+            let known = self.res.status.method.as_deref() == Some("instant");
             if known || table::instant_capable(&mut conn, &table, &spec.alter).await? {
-                self.status.method = Some("instant".into());
-                self.set(&[Desired::new(
+                self.res.status.method = Some("instant".into());
+                self.res.set(&[Desired::new(
                     READY_TO_COMPLETE,
                     TRUE,
                     "Postponed",
@@ -244,17 +201,17 @@ impl Runner {
         }
         // Recorded before the shadow exists, so a cancel cleans up only what
         // this resource created.
-        self.status.shadow_table = Some(shadow.table.clone());
-        self.persist().await?;
+        self.res.status.shadow_table = Some(shadow.table.clone());
+        self.res.persist().await?;
         table::prepare_shadow(&mut conn, &table, &shadow, &spec.alter).await?;
 
         if spec.strategy != Strategy::Shadow {
             let lock_wait = Duration::from_secs(spec.cutover.lock_wait_timeout_seconds.max(1) as u64);
-            self.status.instant_from = Some(definition);
-            self.persist().await?;
+            self.res.status.instant_from = Some(definition);
+            self.res.persist().await?;
             let outcome = table::try_instant(&mut conn, &table, &spec.alter, lock_wait).await?;
             if outcome != Instant::Done {
-                self.status.instant_from = None;
+                self.res.status.instant_from = None;
             }
             match outcome {
                 Instant::Done => {
@@ -263,7 +220,7 @@ impl Runner {
                 }
                 Instant::NotCapable(why) if spec.strategy == Strategy::Instant => {
                     table::drop_table(&mut conn, &shadow).await?;
-                    self.status.shadow_table = None;
+                    self.res.status.shadow_table = None;
                     return Err(WorkError::Invalid(format!(
                         "strategy instant, but the change cannot be instant: {why}"
                     )));
@@ -275,35 +232,36 @@ impl Runner {
                     });
                 }
                 Instant::NotCapable(why) | Instant::Busy(why) => {
-                    self.event(EventType::Normal, "InstantNotPossible", format!("copying through {shadow}: {why}"))
+                    self.res
+                        .event(EventType::Normal, "InstantNotPossible", format!("copying through {shadow}: {why}"))
                         .await;
                 }
             }
         }
         if let Err(e) = check_shadow_path(&mut conn, &table, &shadow, &spec.alter).await {
             table::drop_table(&mut conn, &shadow).await?;
-            self.status.shadow_table = None;
+            self.res.status.shadow_table = None;
             return Err(e);
         }
-        self.status.deferred_indexes = crate::movement::indexes::defer_indexes(&mut conn, &shadow).await?;
-        self.status.method = Some("shadow".into());
-        self.status.checkpoint = None;
-        self.status.checksum = None;
+        self.res.status.deferred_indexes = crate::movement::indexes::defer_indexes(&mut conn, &shadow).await?;
+        self.res.status.method = Some("shadow".into());
+        self.res.status.checkpoint = None;
+        self.res.status.checksum = None;
         let _ = conn.disconnect().await;
         // The engine's own checks (key, binlog settings) fail the change now,
         // before any copying.
-        self.status.source_server_id = Some(self.engine().await?.server_id);
+        self.res.status.source_server_id = Some(self.engine().await?.server_id);
         self.enter(Step::Copying, format!("copying {table} into {shadow}")).await?;
         Ok(Flow::Continue)
     }
 
     async fn completed_instantly(&mut self, table: &TableName) -> Result<Flow, WorkError> {
-        self.status.shadow_table = None;
-        self.status.instant_from = None;
-        self.status.method = Some("instant".into());
-        self.status.completion_time = Some(conditions::now());
-        let message = format!("{table} altered with ALGORITHM=INSTANT: {}", self.obj.spec.alter);
-        self.set(&[Desired::new(SUCCEEDED, TRUE, "CompletedInstantly", message.clone())]);
+        self.res.status.shadow_table = None;
+        self.res.status.instant_from = None;
+        self.res.status.method = Some("instant".into());
+        self.res.status.completion_time = Some(conditions::now());
+        let message = format!("{table} altered with ALGORITHM=INSTANT: {}", self.res.obj.spec.alter);
+        self.res.set(&[Desired::new(SUCCEEDED, TRUE, "CompletedInstantly", message.clone())]);
         self.enter(Step::Complete, message).await?;
         Ok(Flow::Done)
     }
@@ -325,7 +283,7 @@ impl Runner {
             let original = schema::load(&mut conn, &endpoint.name, &table).await?;
             let target = schema::load(&mut conn, &endpoint.name, &shadow).await?;
             let _ = conn.disconnect().await;
-            let renames = columns::renames(&self.obj.spec.alter).map_err(WorkError::Invalid)?;
+            let renames = columns::renames(&self.res.obj.spec.alter).map_err(WorkError::Invalid)?;
             let names = |s: &schema::TableSchema| s.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
             let (o, t) = (names(&original), names(&target));
             let o: Vec<&str> = o.iter().map(String::as_str).collect();
@@ -345,8 +303,8 @@ impl Runner {
                     // two at once contend for the same table and measured
                     // slower than one (bench/onlineddl.sh).
                     workers: 1,
-                    throttle: self.obj.spec.throttle.clone(),
-                    server_id: task::reader_server_id(&self.obj.uid().unwrap_or_default()),
+                    throttle: self.res.obj.spec.throttle.clone(),
+                    server_id: task::reader_server_id(&self.res.obj.uid().unwrap_or_default()),
                     ..Options::default()
                 },
             };
@@ -367,31 +325,34 @@ impl Runner {
     /// primary) is refilled from scratch there. False when that restart began.
     async fn same_source(&mut self) -> Result<bool, WorkError> {
         let now = self.engine().await?.server_id;
-        match self.status.source_server_id {
+        match self.res.status.source_server_id {
             Some(was) if was != now => {
                 self.engine = None;
-                self.status.checkpoint = None;
-                self.status.progress = None;
-                self.status.checksum = None;
-                self.status.source_server_id = None;
-                self.set(&[Desired::new(
+                self.res.status.checkpoint = None;
+                self.res.status.progress = None;
+                self.res.status.checksum = None;
+                self.res.status.source_server_id = None;
+                self.res.set(&[Desired::new(
                     READY_TO_COMPLETE,
                     FALSE,
                     "PrimaryChanged",
                     "copying again on the new primary",
                 )]);
-                self.event(
-                    EventType::Warning,
-                    "PrimaryChanged",
-                    format!("the primary changed (server_id {was} → {now}); the copy starts over on the new primary"),
-                )
-                .await;
+                self.res
+                    .event(
+                        EventType::Warning,
+                        "PrimaryChanged",
+                        format!(
+                            "the primary changed (server_id {was} → {now}); the copy starts over on the new primary"
+                        ),
+                    )
+                    .await;
                 self.enter(Step::Preparing, "preparing the shadow table on the new primary".into()).await?;
                 Ok(false)
             }
             Some(_) => Ok(true),
             None => {
-                self.status.source_server_id = Some(now);
+                self.res.status.source_server_id = Some(now);
                 Ok(true)
             }
         }
@@ -408,18 +369,19 @@ impl Runner {
     }
 
     fn checkpoint(&self) -> Result<Checkpoint, WorkError> {
-        task::checkpoint_from(self.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)
+        task::checkpoint_from(self.res.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)
     }
 
     async fn copy(&mut self) -> Result<Flow, WorkError> {
         let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
         let (latest, reporter) = task::reporter();
         let Some(cp) = task::drive(self, &latest, prepared.copy(cp, &reporter)).await? else { return Ok(Flow::Done) };
-        self.status.checkpoint = serde_json::to_value(&cp).ok();
-        if !self.status.deferred_indexes.is_empty() {
+        self.res.status.checkpoint = serde_json::to_value(&cp).ok();
+        if !self.res.status.deferred_indexes.is_empty() {
             // Before the apply and checksum touch the shadow again.
             let mut conn = self.connect().await?;
-            crate::movement::indexes::restore_indexes(&mut conn, &self.shadow(), &self.status.deferred_indexes).await?;
+            crate::movement::indexes::restore_indexes(&mut conn, &self.shadow(), &self.res.status.deferred_indexes)
+                .await?;
             let _ = conn.disconnect().await;
         }
         let rows = cp.rows_copied();
@@ -436,7 +398,7 @@ impl Runner {
         let Some((cp, report)) = task::drive(self, &latest, prepared.verify(cp, &reporter)).await? else {
             return Ok(Flow::Done);
         };
-        self.status.checkpoint = serde_json::to_value(&cp).ok();
+        self.res.status.checkpoint = serde_json::to_value(&cp).ok();
         let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
         let mismatches: Vec<String> = report
             .tables
@@ -445,14 +407,14 @@ impl Runner {
             .map(|m| format!("{} (original {} rows, shadow {})", m.range, m.source_rows, m.target_rows))
             .collect();
         if !mismatches.is_empty() {
-            self.status.checksum = Some(format!("failed at {}: {}", report.at, mismatches.join("; ")));
+            self.res.status.checksum = Some(format!("failed at {}: {}", report.at, mismatches.join("; ")));
             return Err(WorkError::Inconsistent(format!(
                 "the shadow table differs from the original: {}",
                 mismatches.join("; ")
             )));
         }
-        self.status.checksum = Some(format!("passed: {rows} rows equal at {}", report.at));
-        self.set(&[Desired::new(
+        self.res.status.checksum = Some(format!("passed: {rows} rows equal at {}", report.at));
+        self.res.set(&[Desired::new(
             READY_TO_COMPLETE,
             TRUE,
             "InSync",
@@ -463,7 +425,7 @@ impl Runner {
     }
 
     async fn sync_and_cut_over(&mut self) -> Result<Flow, WorkError> {
-        if let Some(sentry) = self.status.cutover.as_ref().and_then(|c| c.in_flight.clone()) {
+        if let Some(sentry) = self.res.status.cutover.as_ref().and_then(|c| c.in_flight.clone()) {
             return self.settle(&sentry).await;
         }
         let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
@@ -475,26 +437,30 @@ impl Runner {
         // Everything committed when the pass began is applied: the apply
         // trails by at most the pass's duration.
         let lag = started.elapsed();
-        self.status.checkpoint = serde_json::to_value(&cp).ok();
-        if let Some(p) = self.status.progress.as_mut() {
+        self.res.status.checkpoint = serde_json::to_value(&cp).ok();
+        if let Some(p) = self.res.status.progress.as_mut() {
             p.lag_seconds = Some(lag.as_secs() as i64);
         }
-        let spec = self.obj.spec.clone();
-        let record = plan::rearmed(&spec.cutover, &self.status.cutover.clone().unwrap_or_default());
-        let rearm = self.status.cutover.as_ref().is_some_and(|c| c.retry != record.retry);
-        self.status.cutover = Some(record.clone());
+        let spec = self.res.obj.spec.clone();
+        let record = plan::rearmed(&spec.cutover, &self.res.status.cutover.clone().unwrap_or_default());
+        let rearm = self.res.status.cutover.as_ref().is_some_and(|c| c.retry != record.retry);
+        self.res.status.cutover = Some(record.clone());
         if rearm {
-            self.event(
-                EventType::Normal,
-                "CutoverRearmed",
-                format!("spec.cutover.retry is {}: {} fresh attempts", spec.cutover.retry, spec.cutover.max_attempts),
-            )
-            .await;
+            self.res
+                .event(
+                    EventType::Normal,
+                    "CutoverRearmed",
+                    format!(
+                        "spec.cutover.retry is {}: {} fresh attempts",
+                        spec.cutover.retry, spec.cutover.max_attempts
+                    ),
+                )
+                .await;
         }
         let now = jiff::Timestamp::now();
         match plan::cutover(&spec, &record, lag, now) {
             Cutover::Postponed => {
-                self.set(&[Desired::new(
+                self.res.set(&[Desired::new(
                     READY_TO_COMPLETE,
                     TRUE,
                     "Postponed",
@@ -514,18 +480,18 @@ impl Runner {
                     record.attempts,
                     spec.cutover.retry + 1
                 );
-                let news = conditions::find(&self.status.conditions, READY_TO_COMPLETE)
+                let news = conditions::find(&self.res.status.conditions, READY_TO_COMPLETE)
                     .is_none_or(|c| c.reason != "CutoverAttemptsExhausted");
-                self.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "CutoverAttemptsExhausted", message.clone())]);
-                self.status.step = Some(Step::ReadyToComplete.as_str().into());
-                self.persist().await?;
+                self.res.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "CutoverAttemptsExhausted", message.clone())]);
+                self.res.status.step = Some(Step::ReadyToComplete.as_str().into());
+                self.res.persist().await?;
                 if news {
-                    self.event(EventType::Warning, "CutoverAttemptsExhausted", message).await;
+                    self.res.event(EventType::Warning, "CutoverAttemptsExhausted", message).await;
                 }
                 self.idle(IDLE).await;
             }
             Cutover::LagTooHigh { lag } => {
-                self.set(&[Desired::new(
+                self.res.set(&[Desired::new(
                     READY_TO_COMPLETE,
                     FALSE,
                     "LagTooHigh",
@@ -534,7 +500,7 @@ impl Runner {
                 self.enter(Step::ReadyToComplete, "catching up".into()).await?;
             }
             Cutover::Wait { until } => {
-                self.set(&[Desired::new(
+                self.res.set(&[Desired::new(
                     READY_TO_COMPLETE,
                     TRUE,
                     "BackingOff",
@@ -554,15 +520,15 @@ impl Runner {
     }
 
     async fn attempt(&mut self, cp: Checkpoint) -> Result<Flow, WorkError> {
-        let spec = self.obj.spec.clone();
+        let spec = self.res.obj.spec.clone();
         let sentry_name = sql::sentry_name(&spec.table, jiff::Timestamp::now().as_second());
         let sentry = TableName::new(&spec.database, &sentry_name);
-        let mut record = self.status.cutover.clone().unwrap_or_default();
+        let mut record = self.res.status.cutover.clone().unwrap_or_default();
         record.attempts += 1;
         record.in_flight = Some(sentry_name.clone());
         let n = record.attempts;
-        self.status.cutover = Some(record);
-        self.set(&[Desired::new(
+        self.res.status.cutover = Some(record);
+        self.res.set(&[Desired::new(
             READY_TO_COMPLETE,
             TRUE,
             "CuttingOver",
@@ -587,12 +553,12 @@ impl Runner {
         let (_latest, reporter) = task::reporter();
         match cutover::attempt(&a, &prepared, cp, &reporter).await? {
             Outcome::Swapped { stall, checkpoint } => {
-                self.status.checkpoint = serde_json::to_value(&checkpoint).ok();
+                self.res.status.checkpoint = serde_json::to_value(&checkpoint).ok();
                 self.completed(&sentry_name, Some(stall)).await?;
                 Ok(Flow::Done)
             }
             Outcome::Failed { reason, stall, checkpoint } => {
-                self.status.checkpoint = serde_json::to_value(&checkpoint).ok();
+                self.res.status.checkpoint = serde_json::to_value(&checkpoint).ok();
                 self.failed_attempt(reason, stall).await?;
                 Ok(Flow::Continue)
             }
@@ -600,8 +566,8 @@ impl Runner {
     }
 
     async fn failed_attempt(&mut self, reason: String, stall: Option<Duration>) -> Result<(), WorkError> {
-        let spec = self.obj.spec.clone();
-        let mut record = self.status.cutover.clone().unwrap_or_default();
+        let spec = self.res.obj.spec.clone();
+        let mut record = self.res.status.cutover.clone().unwrap_or_default();
         record.in_flight = None;
         record.last_error = Some(reason.clone());
         let wait = plan::backoff(&spec.cutover, record.attempts);
@@ -610,23 +576,29 @@ impl Runner {
             record.write_stall_millis = Some(record.write_stall_millis.unwrap_or(0).max(s.as_millis() as i64));
         }
         let n = record.attempts;
-        self.status.cutover = Some(record);
-        self.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "CutoverFailed", format!("attempt {n} failed: {reason}"))]);
-        self.status.step = Some(Step::ReadyToComplete.as_str().into());
-        self.persist().await?;
-        self.event(
-            EventType::Warning,
+        self.res.status.cutover = Some(record);
+        self.res.set(&[Desired::new(
+            READY_TO_COMPLETE,
+            TRUE,
             "CutoverFailed",
-            format!("attempt {n} of {} failed, the table serves as before: {reason}", spec.cutover.max_attempts),
-        )
-        .await;
+            format!("attempt {n} failed: {reason}"),
+        )]);
+        self.res.status.step = Some(Step::ReadyToComplete.as_str().into());
+        self.res.persist().await?;
+        self.res
+            .event(
+                EventType::Warning,
+                "CutoverFailed",
+                format!("attempt {n} of {} failed, the table serves as before: {reason}", spec.cutover.max_attempts),
+            )
+            .await;
         Ok(())
     }
 
     /// Finishes an attempt a stopped task left under way.
     async fn settle(&mut self, sentry_name: &str) -> Result<Flow, WorkError> {
         let mut conn = self.connect().await?;
-        let sentry = TableName::new(&self.obj.spec.database, sentry_name);
+        let sentry = TableName::new(&self.res.obj.spec.database, sentry_name);
         let outcome = table::recover(&mut conn, &self.table(), &self.shadow(), &sentry).await?;
         let _ = conn.disconnect().await;
         match outcome {
@@ -647,24 +619,24 @@ impl Runner {
         let old = table::finish_swap(&mut conn, &self.table(), swapped).await?;
         let _ = conn.disconnect().await;
         let old = old.as_str();
-        let mut record = self.status.cutover.clone().unwrap_or_default();
+        let mut record = self.res.status.cutover.clone().unwrap_or_default();
         record.in_flight = None;
         record.next_attempt_time = None;
         if let Some(s) = stall {
             record.write_stall_millis = Some(s.as_millis() as i64);
         }
-        self.status.cutover = Some(record);
-        self.status.old_table = Some(old.to_string());
-        self.status.shadow_table = None;
-        self.status.checkpoint = None;
-        self.status.completion_time = Some(conditions::now());
+        self.res.status.cutover = Some(record);
+        self.res.status.old_table = Some(old.to_string());
+        self.res.status.shadow_table = None;
+        self.res.status.checkpoint = None;
+        self.res.status.completion_time = Some(conditions::now());
         let stall_note = stall.map(|s| format!("; writers stalled {} ms", s.as_millis())).unwrap_or_default();
         let message = format!(
             "{} swapped in{stall_note}; the original is kept as {old} for {} s",
             self.table(),
-            self.obj.spec.retain_old_table_seconds
+            self.res.obj.spec.retain_old_table_seconds
         );
-        self.set(&[
+        self.res.set(&[
             Desired::new(SUCCEEDED, TRUE, "Completed", message.clone()),
             Desired::new(READY_TO_COMPLETE, FALSE, "Completed", "the cut-over is done"),
         ]);
@@ -675,22 +647,22 @@ impl Runner {
     async fn fail(&mut self, e: &WorkError) {
         let invalid = matches!(e, WorkError::Invalid(_));
         let reason = if invalid { conditions::REASON_INVALID_SPEC } else { "Failed" };
-        if self.status.shadow_table.is_some()
+        if self.res.status.shadow_table.is_some()
             && let Ok(mut conn) = self.connect().await
             && table::drop_table(&mut conn, &self.shadow()).await.is_ok()
         {
-            self.status.shadow_table = None;
+            self.res.status.shadow_table = None;
         }
-        self.status.checkpoint = None;
-        self.set(&[
+        self.res.status.checkpoint = None;
+        self.res.set(&[
             Desired::new(SUCCEEDED, FALSE, reason, format!("{e}; {} is untouched", self.table())),
             Desired::new(READY_TO_COMPLETE, FALSE, reason, "the change failed"),
         ]);
-        self.status.step = Some(Step::Failed.as_str().into());
-        if let Err(pe) = self.persist().await {
+        self.res.status.step = Some(Step::Failed.as_str().into());
+        if let Err(pe) = self.res.persist().await {
             tracing::warn!(error = %pe, "could not record the failure");
         }
-        self.event(EventType::Warning, reason, format!("{e}")).await;
+        self.res.event(EventType::Warning, reason, format!("{e}")).await;
     }
 }
 

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod spec_check;
 pub mod task;
+pub mod tracked;
 pub mod work_error;
 pub mod workers;
 

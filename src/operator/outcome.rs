@@ -55,6 +55,7 @@ where
 
 /// A status with a `step`, as every kind but MySQLCluster has.
 pub trait Stepped: Conditioned {
+    fn step(&self) -> Option<&str>;
     fn set_step(&mut self, step: &str);
 }
 

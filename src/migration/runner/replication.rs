@@ -31,12 +31,13 @@ impl Runner {
         let _ = tgt.disconnect().await;
         // The engine's stream ends here.
         self.engine = None;
-        self.event(
-            EventType::Normal,
-            "ReplicationStarted",
-            format!("the target's primary replicates the moved tables from {from} (connection {name})"),
-        )
-        .await;
+        self.res
+            .event(
+                EventType::Normal,
+                "ReplicationStarted",
+                format!("the target's primary replicates the moved tables from {from} (connection {name})"),
+            )
+            .await;
         Ok(())
     }
 

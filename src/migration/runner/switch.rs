@@ -6,7 +6,7 @@ impl Runner {
     /// Records `sub` as the attempt's place before doing it.
     pub(super) async fn at(&mut self, sub: SubStep) -> Result<(), WorkError> {
         self.switch().sub_step = Some(sub.as_str().into());
-        self.persist().await?;
+        self.res.persist().await?;
         if let Some(hold) = failpoint_hold(sub) {
             tracing::warn!(sub_step = sub.as_str(), ?hold, "failpoint: holding the switch");
             tokio::time::sleep(hold).await;
@@ -15,11 +15,11 @@ impl Runner {
     }
 
     pub(super) fn lock_wait(&self) -> Duration {
-        Duration::from_secs(self.obj.spec.switch.lock_wait_timeout_seconds.max(1) as u64)
+        Duration::from_secs(self.res.obj.spec.switch.lock_wait_timeout_seconds.max(1) as u64)
     }
 
     pub(super) async fn attempt(&mut self) -> Result<Flow, WorkError> {
-        let spec = self.obj.spec.clone();
+        let spec = self.res.obj.spec.clone();
         let n = {
             let s = self.switch();
             s.attempts += 1;
@@ -28,7 +28,7 @@ impl Runner {
             s.fence_position = None;
             s.attempts
         };
-        self.set(&[Desired::new(
+        self.res.set(&[Desired::new(
             READY_TO_COMPLETE,
             TRUE,
             "Switching",
@@ -98,7 +98,7 @@ impl Runner {
                 Err(e) => Err(WorkError::Sql { what: "waiting for the target to replicate".into(), source: e }),
             }
         } else {
-            let cp = task::checkpoint_from(self.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
+            let cp = task::checkpoint_from(self.res.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
             let (_latest, reporter) = task::reporter();
             let apply = prepared.apply(cp, Until::Position(position.clone()), &reporter);
             match tokio::time::timeout(self.lock_wait(), apply).await {
@@ -136,7 +136,7 @@ impl Runner {
                 return Err(e.into());
             }
         };
-        self.status.checksums = checksums(&report);
+        self.res.status.checksums = checksums(&report);
         if !report.is_equal() {
             self.unfence().await?;
             self.failed_attempt(format!("checksum mismatch: {}", differences(&report))).await?;
@@ -148,7 +148,7 @@ impl Runner {
     /// Sub-steps from `from` on; each is idempotent, so a restarted task
     /// redoes the one it was in.
     pub(super) async fn roll_forward(&mut self, from: SubStep) -> Result<Flow, WorkError> {
-        let spec = self.obj.spec.clone();
+        let spec = self.res.obj.spec.clone();
         let mut sub = from;
         loop {
             self.at(sub).await?;
@@ -159,19 +159,20 @@ impl Runner {
                         None => {
                             let current = match spec.switch.data_source.as_ref().and_then(|d| d.config_map.clone()) {
                                 Some(cm) => {
-                                    datasource::current_generation(&self.ctx.client, &self.namespace, &cm).await?
+                                    datasource::current_generation(&self.res.ctx.client, &self.res.namespace(), &cm)
+                                        .await?
                                 }
                                 None => 0,
                             };
                             let g = current.max(1) + 1;
                             self.switch().generation = Some(g);
-                            self.persist().await?;
+                            self.res.persist().await?;
                             g
                         }
                     };
                     let (old, new) = (self.source_place(), self.target_place());
                     self.publish(generation, &new).await?;
-                    let ns = self.namespace.clone();
+                    let ns = self.res.namespace().clone();
                     let s = self.switch();
                     s.old_endpoint = Some(old.endpoint(&ns));
                     s.new_endpoint = Some(new.endpoint(&ns));
@@ -197,7 +198,7 @@ impl Runner {
                     // binlog mode: the change stream is this task's; it is
                     // not run again. Closing the engine ends its sessions.
                     self.engine = None;
-                    self.status.checkpoint = None;
+                    self.res.status.checkpoint = None;
                     if self.replication() {
                         self.remove_replica().await?;
                     }
@@ -233,13 +234,13 @@ impl Runner {
 
     pub(super) async fn completed(&mut self) -> Result<(), WorkError> {
         let s = self.switch().clone();
-        let rows: i64 = self.status.checksums.iter().map(|c| c.rows).sum();
+        let rows: i64 = self.res.status.checksums.iter().map(|c| c.rows).sum();
         let message = format!(
             "switched from {} to {}: writes fenced {} ms, checksums equal over {rows} rows in {} tables, {} connections killed; the source refuses writes to the moved tables",
             s.old_endpoint.as_deref().unwrap_or("?"),
             s.new_endpoint.as_deref().unwrap_or("?"),
             s.fenced_millis.unwrap_or(0),
-            self.status.checksums.len(),
+            self.res.status.checksums.len(),
             s.killed_connections.unwrap_or(0),
         );
         {
@@ -247,8 +248,8 @@ impl Runner {
             sw.sub_step = None;
             sw.next_attempt_time = None;
         }
-        self.status.completion_time = Some(conditions::now());
-        self.set(&[
+        self.res.status.completion_time = Some(conditions::now());
+        self.res.set(&[
             Desired::new(SUCCEEDED, TRUE, "Completed", message.clone()),
             Desired::new(READY_TO_COMPLETE, FALSE, "Completed", "the switch is done"),
         ]);
@@ -272,7 +273,7 @@ impl Runner {
     }
 
     pub(super) async fn failed_attempt(&mut self, reason: String) -> Result<(), WorkError> {
-        let spec = self.obj.spec.clone();
+        let spec = self.res.obj.spec.clone();
         let n = {
             let s = self.switch();
             s.sub_step = None;
@@ -281,15 +282,16 @@ impl Runner {
         };
         let wait = plan::backoff(&spec, n);
         self.switch().next_attempt_time = Some(Time(jiff::Timestamp::now() + wait));
-        self.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "SwitchFailed", format!("attempt {n} failed: {reason}"))]);
-        self.status.step = Some(Step::ReadyToComplete.as_str().into());
-        self.persist().await?;
-        self.event(
-            EventType::Warning,
-            "SwitchFailed",
-            format!("attempt {n} of {} failed, the source serves as before: {reason}", spec.switch.max_attempts),
-        )
-        .await;
+        self.res.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "SwitchFailed", format!("attempt {n} failed: {reason}"))]);
+        self.res.status.step = Some(Step::ReadyToComplete.as_str().into());
+        self.res.persist().await?;
+        self.res
+            .event(
+                EventType::Warning,
+                "SwitchFailed",
+                format!("attempt {n} of {} failed, the source serves as before: {reason}", spec.switch.max_attempts),
+            )
+            .await;
         Ok(())
     }
 }

@@ -1,0 +1,109 @@
+//! The resource a task works on, and its status as the task last wrote it.
+//! While its task runs, the task is the status's only writer; these are its
+//! writes: conditions, the step, Events on transitions.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use kube::api::Api;
+use kube::core::NamespaceResourceScope;
+use kube::core::object::HasStatus;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::context::Context;
+use super::outcome::Stepped;
+use super::work_error::WorkError;
+use crate::k8s::conditions::{self, Conditioned, Desired};
+use crate::k8s::status::apply_status;
+
+pub struct Tracked<K: HasStatus> {
+    pub ctx: Arc<Context>,
+    pub api: Api<K>,
+    pub obj: K,
+    pub status: K::Status,
+    /// The Events' action: what the task does ("SchemaChange", "Migrate").
+    action: &'static str,
+}
+
+/// What re-reading the resource found.
+pub enum Live {
+    /// It is there; the spec is current.
+    Current,
+    /// Deleted, being deleted, or replaced by another of the same name.
+    Gone,
+}
+
+impl<K> Tracked<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + HasStatus + Clone + DeserializeOwned + Debug,
+    K::Status: Stepped + Serialize + Clone + Default,
+{
+    /// None for an object without a namespace (every Switchyard kind has one).
+    pub fn new(ctx: Arc<Context>, obj: K, action: &'static str) -> Option<Tracked<K>> {
+        let ns = obj.namespace()?;
+        Some(Tracked {
+            api: Api::namespaced(ctx.client.clone(), &ns),
+            status: obj.status().cloned().unwrap_or_default(),
+            obj,
+            ctx,
+            action,
+        })
+    }
+
+    pub fn name(&self) -> String {
+        self.obj.name_any()
+    }
+
+    pub fn namespace(&self) -> String {
+        self.obj.namespace().unwrap_or_default()
+    }
+
+    pub fn step(&self) -> Option<&str> {
+        self.status.step()
+    }
+
+    /// Merges conditions into the status in memory.
+    pub fn set(&mut self, desired: &[Desired]) {
+        let generation = self.obj.meta().generation;
+        let merged = conditions::merge(self.status.conditions(), desired, generation, &conditions::now());
+        self.status.set_conditions(merged);
+        self.status.set_observed_generation(generation);
+    }
+
+    pub async fn persist(&mut self) -> Result<(), WorkError> {
+        self.status.set_observed_generation(self.obj.meta().generation);
+        apply_status(&self.api, &self.name(), &self.status).await?;
+        Ok(())
+    }
+
+    pub async fn event(&self, type_: EventType, reason: &str, message: String) {
+        let regarding = self.obj.object_ref(&());
+        self.ctx.events.publish(&regarding, type_, reason, self.action, message).await;
+    }
+
+    /// Moves to `step`, writes the status, and announces a change of step.
+    pub async fn enter(&mut self, step: &str, message: String) -> Result<(), WorkError> {
+        let changed = self.step() != Some(step);
+        self.status.set_step(step);
+        self.persist().await?;
+        if changed {
+            self.event(EventType::Normal, step, message).await;
+        }
+        Ok(())
+    }
+
+    /// Reads the live spec: postpone, retry and cancel take effect on the
+    /// next pass.
+    pub async fn refresh(&mut self) -> Result<Live, WorkError> {
+        match self.api.get_opt(&self.name()).await? {
+            Some(o) if o.uid() == self.obj.uid() && o.meta().deletion_timestamp.is_none() => {
+                self.obj = o;
+                Ok(Live::Current)
+            }
+            _ => Ok(Live::Gone),
+        }
+    }
+}
