@@ -43,10 +43,8 @@ SRC_PORT=33071
 mkdir -p "$WORK"
 
 log() { echo "migration-bench: $*" >&2; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-ratio() { awk -v p="$1" -v o="$2" 'BEGIN { if (o > 0) printf "%.2f", p / o; else print "-" }'; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 src() { mariadb --no-defaults -h127.0.0.1 -P"$SRC_PORT" -uroot -p"$PW" -N -B "$@"; }
 
 missing=()
@@ -58,14 +56,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-"$ROOT/e2e/localenv.sh" operator-objects
-"$ROOT/e2e/localenv.sh" stop-operator
-(cd "$ROOT" && cargo build -q --release -p switchyard --bin switchyard)
 "$ROOT/hack/local-mariadb.sh" start sy-bench-a "$SRC_PORT"
-
-KUBECONFIG=$STATE/operator.kubeconfig POD_NAMESPACE=switchyard-system \
-  "$ROOT/target/release/switchyard" run --metrics-addr 127.0.0.1:18092 >"$WORK/operator.log" 2>&1 &
-OP=$!
+start_operator "$ROOT" "$STATE" "$WORK/operator.log" 18092
 SYSBENCH=""
 cleanup() {
   [ -n "$SYSBENCH" ] && kill "$SYSBENCH" 2>/dev/null || true
@@ -89,25 +81,9 @@ src -e "DROP DATABASE IF EXISTS sbswitch; CREATE DATABASE sbswitch"
 sb sbswitch "$SWITCH_ROWS" prepare >"$WORK/prepare-switch.log"
 src -e "CHECKSUM TABLE sbtest.sbtest1" >/dev/null
 
-kubectl create ns "$NS" >/dev/null 2>&1 || true
+one_instance_cluster "$NS" target
 kubectl create secret generic legacy -n "$NS" --from-literal=username=root --from-literal=password="$PW" \
   --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl apply -n "$NS" -f - >/dev/null <<YAML
-apiVersion: switchyard.io/v1alpha1
-kind: MySQLCluster
-metadata: {name: target}
-spec:
-  replicas: 1
-  storage: {size: 4Gi}
-  config: {innodb_buffer_pool_size: "1G", innodb_log_file_size: "256M"}
-YAML
-for _ in $(seq 1 900); do
-  IP=$(kubectl get myc target -n "$NS" -o jsonpath='{.status.instances[?(@.role=="primary")].address}' 2>/dev/null || true)
-  RO=$(kubectl get myc target -n "$NS" -o jsonpath='{.status.instances[?(@.role=="primary")].readOnly}' 2>/dev/null || true)
-  [ -n "$IP" ] && [ "$RO" = "false" ] && break
-  sleep 0.2
-done
-[ -n "$IP" ] || { log "no primary"; exit 1; }
 TPW=$(kubectl get secret target-credentials -n "$NS" -o jsonpath='{.data.root-password}' | base64 -d)
 tgt() { mariadb --no-defaults -h"$IP" -P3306 -uroot -p"$TPW" -N -B "$@"; }
 

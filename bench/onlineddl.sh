@@ -36,10 +36,8 @@ WORK=${WORK:-/tmp/sy-bench-onlineddl}
 mkdir -p "$WORK"
 
 log() { echo "onlineddl-bench: $*" >&2; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-ratio() { awk -v p="$1" -v o="$2" 'BEGIN { if (o > 0) printf "%.2f", p / o; else print "-" }'; }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 missing=()
 command -v sysbench >/dev/null || missing+=(sysbench)
@@ -50,34 +48,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-"$ROOT/e2e/localenv.sh" operator-objects
-"$ROOT/e2e/localenv.sh" stop-operator
-(cd "$ROOT" && cargo build -q --release -p switchyard --bin switchyard && cargo build -q -p switchyard-e2e --bin node-agent --bin write-probe)
+(cd "$ROOT" && cargo build -q -p switchyard-e2e --bin node-agent --bin write-probe)
 PROBE=$ROOT/target/debug/write-probe
-
-KUBECONFIG=$STATE/operator.kubeconfig POD_NAMESPACE=switchyard-system \
-  "$ROOT/target/release/switchyard" run --metrics-addr 127.0.0.1:18091 >"$WORK/operator.log" 2>&1 &
-OP=$!
+start_operator "$ROOT" "$STATE" "$WORK/operator.log" 18091
 cleanup() { kill "$OP" 2>/dev/null || true; }
 trap cleanup EXIT
-
-kubectl create ns "$NS" >/dev/null 2>&1 || true
-kubectl apply -n "$NS" -f - >/dev/null <<YAML
-apiVersion: switchyard.io/v1alpha1
-kind: MySQLCluster
-metadata: {name: db}
-spec:
-  replicas: 1
-  storage: {size: 4Gi}
-  config: {innodb_buffer_pool_size: "1G", innodb_log_file_size: "256M"}
-YAML
-for _ in $(seq 1 900); do
-  IP=$(kubectl get myc db -n "$NS" -o jsonpath='{.status.instances[?(@.role=="primary")].address}' 2>/dev/null || true)
-  RO=$(kubectl get myc db -n "$NS" -o jsonpath='{.status.instances[?(@.role=="primary")].readOnly}' 2>/dev/null || true)
-  [ -n "$IP" ] && [ "$RO" = "false" ] && break
-  sleep 0.2
-done
-[ -n "$IP" ] || { log "no primary"; exit 1; }
+one_instance_cluster "$NS" db
 PW=$(kubectl get secret db-credentials -n "$NS" -o jsonpath='{.data.root-password}' | base64 -d)
 sql() { mariadb --no-defaults -h"$IP" -uroot -p"$PW" -N -B "$@"; }
 
