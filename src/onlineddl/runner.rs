@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::runtime::events::EventType;
 use kube::ResourceExt;
+use kube::runtime::events::EventType;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{OnlineDDL, Strategy};

@@ -121,20 +121,14 @@ impl Runner {
                 .await?;
                 return Ok(Flow::Continue);
             }
-            Err(e) => {
-                self.unfence().await?;
-                return Err(e);
-            }
+            Err(e) => return self.abandon(e).await,
         }
 
         // 4. Checksum every table.
         self.at(SubStep::Checksum).await?;
         let report = match crate::movement::checksum::compare_fenced(&prepared, position.clone()).await {
             Ok(r) => r,
-            Err(e) => {
-                self.unfence().await?;
-                return Err(e.into());
-            }
+            Err(e) => return self.abandon(e.into()).await,
         };
         self.res.status.checksums = checksums(&report);
         if !report.is_equal() {
@@ -143,6 +137,18 @@ impl Runner {
             return Ok(Flow::Continue);
         }
         self.roll_forward(SubStep::SwitchDataSource).await
+    }
+
+    /// An error inside the fence: the source is unfenced and the error is
+    /// the attempt's failure. A permanent one (the engine met DDL, say)
+    /// still fails the migration.
+    pub(super) async fn abandon(&mut self, e: WorkError) -> Result<Flow, WorkError> {
+        self.unfence().await?;
+        if e.is_permanent() {
+            return Err(e);
+        }
+        self.failed_attempt(e.to_string()).await?;
+        Ok(Flow::Continue)
     }
 
     /// Sub-steps from `from` on; each is idempotent, so a restarted task
