@@ -85,13 +85,13 @@ async fn provision(prefix: &str, replicas: u32) -> anyhow::Result<Env> {
             "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {CLUSTER}}}\nspec:\n  replicas: {replicas}\n  storage: {{size: 1Gi}}\n"
         ),
     )?;
-    let target_ip = wait_until("the target's primary", PROVISION_TIMEOUT, POLL, || primary_ip(ns.as_str()))?;
+    let target_ip = wait_until("the target's primary", PROVISION_TIMEOUT, POLL, || primary_ip(ns.as_str(), CLUSTER))?;
     let target_root = secret_value(ns.as_str(), &format!("{CLUSTER}-credentials"), "root-password")?;
     Ok(Env { ns, operator: Some(operator), target_ip, target_root, source })
 }
 
-fn primary_ip(ns: &str) -> anyhow::Result<Option<String>> {
-    let c = get(ns, "mysqlcluster", CLUSTER)?;
+fn primary_ip(ns: &str, cluster: &str) -> anyhow::Result<Option<String>> {
+    let c = get(ns, "mysqlcluster", cluster)?;
     let ready = c["status"]["instances"].as_array().map(|i| i.len()).unwrap_or(0) as u64
         >= c["spec"]["replicas"].as_u64().unwrap_or(1);
     let primary = c["status"]["instances"]
@@ -532,5 +532,61 @@ async fn operator_killed_in_seed_copy_incremental_and_mid_switch_loses_nothing()
     assert_data_source_on_target(&env)?;
     env.operator.take();
     env.ns.passed();
+    Ok(())
+}
+
+/// The source is a MySQLCluster too: the data source's Service moves from
+/// selecting the old cluster's primary to the new one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_to_cluster_under_writes() -> anyhow::Result<()> {
+    let mut ns = TestNamespace::create("mig-c2c")?;
+    let ns_name = ns.as_str().to_string();
+    let mut operator = Some(Operator::start("mig-c2c")?);
+    for name in ["old", CLUSTER] {
+        apply_yaml(
+            &ns_name,
+            &format!(
+                "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  storage: {{size: 1Gi}}\n"
+            ),
+        )?;
+    }
+    let old_ip = wait_until("the old cluster's primary", PROVISION_TIMEOUT, POLL, || primary_ip(&ns_name, "old"))?;
+    let new_ip = wait_until("the new cluster's primary", PROVISION_TIMEOUT, POLL, || primary_ip(&ns_name, CLUSTER))?;
+    let old_root = secret_value(&ns_name, "old-credentials", "root-password")?;
+    let new_root = secret_value(&ns_name, &format!("{CLUSTER}-credentials"), "root-password")?;
+    let m = model::seed(&old_ip, "root", &old_root, "orders", 20_000).await?;
+    let mut c = mysql(&old_ip, "root", &old_root).await?;
+    c.query_drop("CREATE USER 'app_rw'@'%' IDENTIFIED BY 'rw-pass'").await?;
+    c.query_drop("GRANT SELECT, INSERT, UPDATE, DELETE ON e2e.* TO 'app_rw'@'%'").await?;
+    let w = ModelWriter::start(&old_ip, "app_rw", "rw-pass", "orders", m, WRITE_INTERVAL);
+    w.wait_for_progress(20, Duration::from_secs(20)).await?;
+    apply_yaml(
+        &ns_name,
+        &format!(
+            "apiVersion: switchyard.io/v1alpha1\nkind: Migration\nmetadata: {{name: c2c}}\nspec:\n  source: {{cluster: old}}\n\
+             \x20 target: {{cluster: {CLUSTER}}}\n  databases: [e2e]\n  accounts: {{users: [\"app_rw@%\"]}}\n\
+             \x20 postponeCompletion: false\n{SWITCH}"
+        ),
+    )?;
+    let done = wait_step(&ns_name, KIND, "c2c", "Complete", MIGRATION_TIMEOUT)?;
+    let r = switch_report(&done);
+    ensure!(r["oldEndpoint"] == format!("old-primary.{ns_name}.svc:3306").as_str(), "{r}");
+    ensure!(r["newEndpoint"] == format!("{CLUSTER}-primary.{ns_name}.svc:3306").as_str(), "{r}");
+    let m = w.stop().await?;
+    ensure!(m.acked >= 40, "the writer made only {} writes", m.acked);
+    model::assert_matches(&new_ip, "root", &new_root, "orders", &m).await?;
+    let mut t = mysql(&new_ip, "root", &new_root).await?;
+    let (a, b) = (rows_of(&mut c, "orders", "id").await?, rows_of(&mut t, "orders", "id").await?);
+    ensure!(a == b, "old and new e2e.orders differ ({} vs {} rows)", a.len(), b.len());
+    let err = c.query_drop("INSERT INTO e2e.orders (id, k, c) VALUES (999999999, 1, 'late')").await;
+    ensure!(err.is_err(), "the old cluster took a write after the switch");
+    let svc = get_json(&ns_name, "service", "orders-db")?.context("no data-source Service")?;
+    ensure!(svc["spec"]["selector"]["app.kubernetes.io/instance"] == CLUSTER, "{svc}");
+    let cm = get_json(&ns_name, "configmap", "orders-db")?.context("no data-source ConfigMap")?;
+    ensure!(cm["data"]["cluster"] == CLUSTER && cm["data"]["generation"] == "2", "{cm}");
+    let mut app = mysql(&new_ip, "app_rw", "rw-pass").await.context("app_rw logs in on the new cluster")?;
+    app.query_drop("INSERT INTO e2e.orders (id, k, c) VALUES (999999998, 1, 'moved')").await?;
+    operator.take();
+    ns.passed();
     Ok(())
 }
