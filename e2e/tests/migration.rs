@@ -61,6 +61,10 @@ impl Env {
 /// A fresh source database and accounts, a namespace with the source's
 /// credentials, a target cluster of `replicas` instances and an operator.
 async fn provision(prefix: &str, replicas: u32) -> anyhow::Result<Env> {
+    provision_with_env(prefix, replicas, &[]).await
+}
+
+async fn provision_with_env(prefix: &str, replicas: u32, operator_env: &[(&str, &str)]) -> anyhow::Result<Env> {
     let source = LocalServer::start("sy-legacy", SOURCE_PORT, &[])?;
     let mut c = source.conn().await?;
     c.query_drop("DROP DATABASE IF EXISTS e2e").await?;
@@ -78,7 +82,7 @@ async fn provision(prefix: &str, replicas: u32) -> anyhow::Result<Env> {
         "--from-literal=username=root",
         &format!("--from-literal=password={}", password()),
     ])?;
-    let operator = Operator::start(prefix)?;
+    let operator = Operator::start_with_env(prefix, operator_env)?;
     apply_yaml(
         ns.as_str(),
         &format!(
@@ -588,5 +592,37 @@ async fn cluster_to_cluster_under_writes() -> anyhow::Result<()> {
     app.query_drop("INSERT INTO e2e.orders (id, k, c) VALUES (999999998, 1, 'moved')").await?;
     operator.take();
     ns.passed();
+    Ok(())
+}
+
+/// Deleting a Migration inside a switch attempt (held after the fence)
+/// takes the fence down before the object goes: the finalizer waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_mid_switch_takes_the_fence_down() -> anyhow::Result<()> {
+    let hold = [("SWITCHYARD_FAILPOINT", "switch-hold:Checksum:60000")];
+    let mut env = provision_with_env("mig-delete", 1, &hold).await?;
+    let ns = env.ns().to_string();
+    seed_source(&env, 5_000).await?;
+    apply_yaml(&ns, &migration_yaml("deleted", &format!("  postponeCompletion: false\n{SWITCH}")))?;
+    let held = wait_for(&ns, KIND, "deleted", "held at Checksum", MIGRATION_TIMEOUT, |o| {
+        switch_report(o)["subStep"] == "Checksum"
+    })?;
+    let finalizers = held["metadata"]["finalizers"].to_string();
+    ensure!(finalizers.contains("switchyard.io/migration-fence"), "no fence finalizer: {finalizers}");
+    let mut c = env.source_root().await?;
+    ensure!(
+        c.query_drop("INSERT INTO e2e.orders (id, k, c) VALUES (999999990, 1, 'fenced')").await.is_err(),
+        "the source is not fenced at Checksum"
+    );
+    kubectl(&["delete", KIND, "deleted", "-n", &ns, "--wait=false"])?;
+    wait_until("the Migration gone", Duration::from_secs(90), POLL, || {
+        Ok(get_json(&ns, KIND, "deleted")?.is_none().then_some(()))
+    })?;
+    c.query_drop("INSERT INTO e2e.orders (id, k, c) VALUES (999999991, 1, 'unfenced')").await?;
+    let triggers: Vec<String> =
+        c.query("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = 'e2e'").await?;
+    ensure!(triggers.is_empty(), "fence triggers left on the source: {triggers:?}");
+    env.operator.take();
+    env.ns.passed();
     Ok(())
 }

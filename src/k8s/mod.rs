@@ -3,6 +3,7 @@
 
 pub mod conditions;
 pub mod events;
+pub mod finalizer;
 pub mod owner;
 pub mod schema;
 pub mod status;

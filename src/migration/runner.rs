@@ -69,6 +69,15 @@ enum Preflight {
     Waiting(String),
 }
 
+/// Takes down the fence of an attempt a stopped task left (the controller's
+/// part of a deletion).
+pub async fn unfence(ctx: Arc<Context>, obj: Migration, status: MigrationStatus) -> Result<(), WorkError> {
+    let Some(mut res) = Tracked::new(ctx, obj, "Migrate") else { return Ok(()) };
+    res.status = status;
+    let mut r = Runner { res, stop: CancellationToken::new(), engine: None };
+    r.unfence().await
+}
+
 struct Runner {
     res: Tracked<Migration>,
     stop: CancellationToken,

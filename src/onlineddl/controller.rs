@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
@@ -246,15 +246,6 @@ async fn retire_old_table(ctx: &Context, obj: &OnlineDDL, mut status: OnlineDDLS
 }
 
 async fn set_finalizer(api: &Api<OnlineDDL>, obj: &OnlineDDL, present: bool) -> Result<()> {
-    let mut finalizers: Vec<String> = obj.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
-    if present {
-        finalizers.push(FINALIZER.to_string());
-    }
-    // resourceVersion makes this fail, not clobber, if someone else changed
-    // the list meanwhile; the next reconcile reads it again.
-    let patch = serde_json::json!({
-        "metadata": { "finalizers": finalizers, "resourceVersion": obj.resource_version() }
-    });
-    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    crate::k8s::finalizer::ensure(api, &obj.name_any(), FINALIZER, present).await?;
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! The switch: one attempt, sub-step by sub-step (see `docs/migration.md`).
 
 use super::*;
+use crate::k8s::finalizer;
+use crate::migration::controller::FENCE_FINALIZER;
 
 impl Runner {
     /// Records `sub` as the attempt's place before doing it.
@@ -9,9 +11,21 @@ impl Runner {
         self.res.persist().await?;
         if let Some(hold) = failpoint_hold(sub) {
             tracing::warn!(sub_step = sub.as_str(), ?hold, "failpoint: holding the switch");
-            tokio::time::sleep(hold).await;
+            task::idle(&self.stop, hold).await;
         }
         Ok(())
+    }
+
+    /// Told to stop (shutdown, deletion) inside an attempt that can still
+    /// be undone: undo it now rather than leave the source fenced until the
+    /// next owner settles it. The status keeps saying Switching, so that
+    /// owner counts the attempt as interrupted.
+    async fn stopping(&mut self) -> Result<bool, WorkError> {
+        if !self.stop.is_cancelled() {
+            return Ok(false);
+        }
+        self.unfence().await?;
+        Ok(true)
     }
 
     pub(super) fn lock_wait(&self) -> Duration {
@@ -34,8 +48,11 @@ impl Runner {
             "Switching",
             format!("attempt {n} of {}", spec.switch.max_attempts),
         )]);
-        // The attempt is on record before anything is touched.
+        // The attempt is on record before anything is touched, and the
+        // finalizer is in place before the source is fenced: a deletion
+        // then waits for the fence to come down.
         self.enter(Step::Switching, format!("switch attempt {n} of {}", spec.switch.max_attempts)).await?;
+        finalizer::ensure(&self.res.api, &self.res.name(), FENCE_FINALIZER, true).await?;
 
         let engine = self.engine().await?;
         let (source, sf, target, tf, prepared) = (
@@ -87,6 +104,9 @@ impl Runner {
 
         // 3. Catch up to the fence's position, bounded.
         self.at(SubStep::CatchUp).await?;
+        if self.stopping().await? {
+            return Ok(Flow::Done);
+        }
         let caught = if self.replication() {
             let wait = replica::wait_for_position(tf, &self.channel(), &position, self.lock_wait());
             let mut tgt = target.connect_raw().await?;
@@ -126,6 +146,9 @@ impl Runner {
 
         // 4. Checksum every table.
         self.at(SubStep::Checksum).await?;
+        if self.stopping().await? {
+            return Ok(Flow::Done);
+        }
         let report = match crate::movement::checksum::compare_fenced(&prepared, position.clone()).await {
             Ok(r) => r,
             Err(e) => return self.abandon(e.into()).await,
