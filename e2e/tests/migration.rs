@@ -20,6 +20,7 @@ use switchyard_e2e::harness::model::{self, ModelWriter};
 use switchyard_e2e::harness::operator::Operator;
 use switchyard_e2e::harness::resource::{condition_is, events_of, get, patch_merge, step, wait_for, wait_step};
 use switchyard_e2e::harness::servers::{LocalServer, password};
+use switchyard_e2e::harness::wait::holds_for;
 use switchyard_e2e::harness::{TestNamespace, apply_yaml, kubectl, mysql, wait_until};
 
 const KIND: &str = "migration";
@@ -310,9 +311,10 @@ async fn main_case(prefix: &str, extra: &str) -> anyhow::Result<()> {
     // Held: in sync, the data source still on the source, no attempt made.
     let cm = get_json(&ns, "configmap", "orders-db")?.context("data-source ConfigMap")?;
     ensure!(cm["data"]["host"] == "127.0.0.1" && cm["data"]["generation"] == "1", "{cm}");
-    std::thread::sleep(Duration::from_secs(3));
-    let still = get(&ns, KIND, "legacy")?;
-    ensure!(step(&still) == "Postponed" && switch_report(&still)["attempts"].as_i64().unwrap_or(0) == 0, "{still}");
+    holds_for("postponed with no attempt", Duration::from_secs(3), POLL, || {
+        let o = get(&ns, KIND, "legacy")?;
+        Ok(step(&o) == "Postponed" && switch_report(&o)["attempts"].as_i64().unwrap_or(0) == 0)
+    })?;
     w.wait_for_progress(50, Duration::from_secs(20)).await.context("the source takes writes while postponed")?;
 
     patch_merge(&ns, KIND, "legacy", r#"{"spec":{"postponeCompletion":false}}"#)?;
@@ -442,9 +444,9 @@ async fn blocked_switch_fails_unfenced_parks_when_exhausted_and_succeeds_once_re
     ensure!(events.contains("SwitchFailed") && events.contains("SwitchAttemptsExhausted"), "{events}");
     long.query_drop("COMMIT").await?;
     drop(long);
-    std::thread::sleep(Duration::from_secs(3));
-    let still = get(&ns, KIND, "blocked")?;
-    ensure!(switch_report(&still)["attempts"] == 2, "attempted again without a re-arm: {}", still["status"]);
+    holds_for("parked without a re-arm", Duration::from_secs(3), POLL, || {
+        Ok(switch_report(&get(&ns, KIND, "blocked")?)["attempts"] == 2)
+    })?;
     // Re-arm: a fresh count of attempts, and this one goes through.
     patch_merge(&ns, KIND, "blocked", r#"{"spec":{"switch":{"retry":1}}}"#)?;
     let done = wait_step(&ns, KIND, "blocked", "Complete", MIGRATION_TIMEOUT)?;

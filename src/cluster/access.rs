@@ -32,23 +32,30 @@ pub async fn primary(client: &kube::Client, namespace: &str, cluster: &str) -> R
         .ok_or_else(|| Unavailable::NoCluster(cluster.to_string()))?;
     let address =
         c.status.as_ref().and_then(primary_address).ok_or_else(|| Unavailable::NoPrimary(cluster.to_string()))?;
-    let secret_name = objects::secret_name(cluster);
+    let password =
+        secret_key(client, namespace, &objects::secret_name(cluster), objects::OPERATOR_PASSWORD_KEY).await?;
+    Ok(endpoint(cluster, &address, objects::MYSQL_PORT as u16, objects::OPERATOR_USER, &password))
+}
+
+/// One key of a Secret in `namespace`, as text.
+pub async fn secret_key(
+    client: &kube::Client,
+    namespace: &str,
+    secret: &str,
+    key: &str,
+) -> Result<String, Unavailable> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = secrets
-        .get_opt(&secret_name)
+    let found = secrets
+        .get_opt(secret)
         .await
         .map_err(|e| Unavailable::Api(e.to_string()))?
-        .ok_or_else(|| Unavailable::Credentials { secret: secret_name.clone(), reason: "does not exist".into() })?;
-    let password = secret
+        .ok_or_else(|| Unavailable::Credentials { secret: secret.to_string(), reason: "does not exist".into() })?;
+    found
         .data
         .as_ref()
-        .and_then(|d| d.get(objects::OPERATOR_PASSWORD_KEY))
+        .and_then(|d| d.get(key))
         .and_then(|v| String::from_utf8(v.0.clone()).ok())
-        .ok_or_else(|| Unavailable::Credentials {
-            secret: secret_name,
-            reason: format!("no {} key", objects::OPERATOR_PASSWORD_KEY),
-        })?;
-    Ok(endpoint(cluster, &address, objects::OPERATOR_USER, &password))
+        .ok_or_else(|| Unavailable::Credentials { secret: secret.to_string(), reason: format!("no {key} key") })
 }
 
 /// The address of the healthy, writable primary.
@@ -56,10 +63,10 @@ pub fn primary_address(status: &super::api::MySQLClusterStatus) -> Option<String
     status.instances.iter().find(|i| i.role == "primary" && i.healthy && !i.read_only).and_then(|i| i.address.clone())
 }
 
-pub fn endpoint(name: &str, host: &str, user: &str, password: &str) -> Endpoint {
+pub fn endpoint(name: &str, host: &str, port: u16, user: &str, password: &str) -> Endpoint {
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname(host.to_string())
-        .tcp_port(objects::MYSQL_PORT as u16)
+        .tcp_port(port)
         .user(Some(user.to_string()))
         .pass(Some(password.to_string()))
         .prefer_socket(false);
@@ -98,7 +105,7 @@ mod tests {
 
     #[test]
     fn endpoint_never_prints_the_password() {
-        let e = endpoint("db", "10.0.0.1", "switchyard", "s3cr3t");
+        let e = endpoint("db", "10.0.0.1", 3306, "switchyard", "s3cr3t");
         assert_eq!(e.name, "db primary (10.0.0.1)");
         assert!(!e.name.contains("s3cr3t"));
     }

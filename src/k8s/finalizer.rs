@@ -15,10 +15,26 @@ pub async fn ensure<K>(api: &Api<K>, name: &str, finalizer: &str, present: bool)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
+    ensure_if(api, name, finalizer, |_| present).await
+}
+
+/// Like [`ensure`], with the decision made on the object as read: a caller
+/// working from an older copy cannot remove a finalizer that became needed
+/// in between.
+pub async fn ensure_if<K>(
+    api: &Api<K>,
+    name: &str,
+    finalizer: &str,
+    wanted: impl Fn(&K) -> bool,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
     let mut tries = 0;
     loop {
         tries += 1;
         let Some(obj) = api.get_opt(name).await? else { return Ok(()) };
+        let present = wanted(&obj);
         let has = obj.finalizers().iter().any(|f| f == finalizer);
         if has == present {
             return Ok(());

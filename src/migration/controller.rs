@@ -27,8 +27,8 @@ pub const READY_TO_COMPLETE: &str = "ReadyToComplete";
 pub const FENCE_FINALIZER: &str = "switchyard.io/migration-fence";
 const GROUP: &str = "migration";
 const RUNNING_RECHECK: Duration = Duration::from_secs(30);
-/// A task stops at its next check; an attempt's waits are bounded by its
-/// lock timeout (at most 300 s).
+/// How long one reconcile waits for the task to stop; a task still busy
+/// (inside a bounded wait of an attempt) is waited for again on requeue.
 const STOP_WAIT: Duration = Duration::from_secs(20);
 
 pub async fn reconcile(obj: Arc<Migration>, ctx: Arc<Context>) -> Result<Action> {
@@ -54,7 +54,11 @@ pub async fn reconcile(obj: Arc<Migration>, ctx: Arc<Context>) -> Result<Action>
         return Ok(Action::await_change());
     }
     if fenced && step != Step::Switching {
-        finalizer::ensure(&api, &obj.name_any(), FENCE_FINALIZER, false).await?;
+        // Decided on a fresh read: the task may have begun an attempt since
+        // this copy was taken.
+        let switching =
+            |m: &Migration| Step::parse(m.status.as_ref().and_then(|s| s.step.as_deref())) == Step::Switching;
+        finalizer::ensure_if(&api, &obj.name_any(), FENCE_FINALIZER, switching).await?;
     }
     if step.is_terminal() {
         return Ok(Action::await_change());

@@ -10,10 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use kube::api::Api;
 use kube::runtime::events::EventType;
 use mysql_async::prelude::Queryable;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +36,7 @@ use crate::movement::{
 use crate::mysql::Flavor;
 use crate::operator::attempts::Decision;
 use crate::operator::context::Context;
+use crate::operator::spec_check;
 use crate::operator::task::{self, Flow, Reported};
 use crate::operator::tracked::{Live, Tracked};
 use crate::operator::work_error::{Doing, WorkError};
@@ -91,6 +90,8 @@ struct Engine {
     source_flavor: Flavor,
     target: Endpoint,
     target_flavor: Flavor,
+    /// `@@server_id` of the source the engine reads.
+    source_server_id: Option<i64>,
 }
 
 impl Reported for Runner {
@@ -249,24 +250,20 @@ impl Runner {
             return Ok(access::primary(&self.res.ctx.client, &self.res.namespace(), cluster).await?);
         }
         let ext = spec.external.as_ref().ok_or_else(|| WorkError::Invalid("spec.source is missing".into()))?;
-        let secrets: Api<Secret> = Api::namespaced(self.res.ctx.client.clone(), &self.res.namespace());
-        let secret = secrets.get_opt(&ext.credentials_secret).await?.ok_or_else(|| Unavailable::Credentials {
-            secret: ext.credentials_secret.clone(),
-            reason: "does not exist".into(),
-        })?;
-        let key = |k: &str| {
-            secret.data.as_ref().and_then(|d| d.get(k)).and_then(|v| String::from_utf8(v.0.clone()).ok()).ok_or_else(
-                || Unavailable::Credentials { secret: ext.credentials_secret.clone(), reason: format!("no {k} key") },
-            )
-        };
-        let (user, password) = (key("username")?, key("password")?);
-        let opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname(ext.host.clone())
-            .tcp_port(ext.port.clamp(1, 65535) as u16)
-            .user(Some(user))
-            .pass(Some(password))
-            .prefer_socket(false);
-        Ok(Endpoint { name: format!("source {}:{}", ext.host, ext.port), opts: opts.into() })
+        let (client, ns) = (&self.res.ctx.client, self.res.namespace());
+        let user = access::secret_key(client, &ns, &ext.credentials_secret, "username").await?;
+        let password = access::secret_key(client, &ns, &ext.credentials_secret, "password").await?;
+        let mut source = access::endpoint("source", &ext.host, ext.port.clamp(1, 65535) as u16, &user, &password);
+        source.name = format!("source {}:{}", ext.host, ext.port);
+        Ok(source)
+    }
+
+    /// A plain session on the target's primary, with its flavor.
+    async fn target_session(&self) -> Result<(mysql_async::Conn, Flavor), WorkError> {
+        let target = self.target().await?;
+        let mut conn = target.connect_raw().await?;
+        let flavor = target.flavor(&mut conn).await?;
+        Ok((conn, flavor))
     }
 
     async fn target(&self) -> Result<Endpoint, WorkError> {
@@ -287,8 +284,8 @@ impl Runner {
     }
 
     /// Checks that touch nothing. While one fails the migration stays
-    /// Pending with InvalidSpec, and the checks run again: the user may fix
-    /// the source or the target.
+    /// Pending (InvalidSpec, or Waiting for what may pass by itself), and the
+    /// checks run again: the user may fix the source or the target.
     async fn preflight(&mut self) -> Result<Flow, WorkError> {
         match self.checks().await {
             Ok(tables) => {
@@ -307,9 +304,9 @@ impl Runner {
                     ),
                     Preflight::Waiting(why) => (UNKNOWN, "Waiting", format!("cannot start yet: {why}")),
                 };
-                let news = conditions::find(&self.res.status.conditions, SUCCEEDED)
-                    .is_none_or(|c| c.reason != reason || c.message != message);
-                self.res.set(&[Desired::new(SUCCEEDED, status, reason, message.clone())]);
+                let desired = Desired::new(SUCCEEDED, status, reason, message.clone());
+                let news = spec_check::is_news(&self.res.status.conditions, &desired);
+                self.res.set(&[desired]);
                 self.res.status.step = Some(Step::Pending.as_str().into());
                 self.res.persist().await?;
                 if news {
@@ -321,9 +318,7 @@ impl Runner {
         }
     }
 
-    /// The moved tables, or what is wrong. Errors that may pass by
-    /// themselves (a primary not elected yet, a dropped connection) are
-    /// returned as errors and retried, not reported as an invalid spec.
+    /// The moved tables, or what holds the migration back.
     async fn checks(&mut self) -> Result<Vec<TableName>, Preflight> {
         let spec = self.res.obj.spec.clone();
         let outcome = async {
@@ -332,7 +327,7 @@ impl Runner {
             let mut src = source.connect_raw().await?;
             let mut tgt = target.connect_raw().await?;
             let flavor = source.flavor(&mut src).await?;
-            target.flavor(&mut tgt).await?;
+            let target_flavor = target.flavor(&mut tgt).await?;
             let mut problems = Vec::new();
             let missing = scope::missing_databases(&mut src, &spec.databases).await?;
             if !missing.is_empty() {
@@ -355,8 +350,7 @@ impl Runner {
                 Err(e) => return Err(e.into()),
             }
             if spec.incremental.mode == IncrementalMode::Replication {
-                let tf = target.flavor(&mut tgt).await?;
-                problems.extend(replication_problems(&mut src, flavor, &mut tgt, tf).await?);
+                problems.extend(replication_problems(&mut src, flavor, &mut tgt, target_flavor).await?);
             }
             let server_id: Option<i64> = src.query_first("SELECT @@server_id").await.doing(|| "server_id".into())?;
             let _ = src.disconnect().await;
@@ -386,6 +380,8 @@ impl Runner {
             let target = self.target().await?;
             let mut src = source.connect_raw().await?;
             let source_flavor = source.flavor(&mut src).await?;
+            let source_server_id: Option<i64> =
+                src.query_first("SELECT @@server_id").await.doing(|| "reading server_id".into())?;
             let mut tgt = target.connect_raw().await?;
             let target_flavor = target.flavor(&mut tgt).await?;
             let _ = src.disconnect().await;
@@ -412,19 +408,25 @@ impl Runner {
                 },
             };
             let prepared = job.prepare().await?;
-            self.engine = Some(Engine { prepared: Arc::new(prepared), source, source_flavor, target, target_flavor });
+            self.engine = Some(Engine {
+                prepared: Arc::new(prepared),
+                source,
+                source_flavor,
+                target,
+                target_flavor,
+                source_server_id,
+            });
         }
         Ok(self.engine.as_ref().expect("engine was just built"))
     }
 
     /// Binary log positions belong to one server. If the source cluster
     /// failed over, the copy starts again on the new primary (the target's
-    /// tables are emptied first). False when that restart began.
+    /// tables are emptied first). False when that restart began. (A
+    /// failover breaks the engine's connections, and the engine is rebuilt
+    /// after any error, so the id it read is current.)
     async fn same_source(&mut self) -> Result<bool, WorkError> {
-        let source = self.engine().await?.source.clone();
-        let mut conn = source.connect_raw().await?;
-        let now: Option<i64> = conn.query_first("SELECT @@server_id").await.doing(|| "reading server_id".into())?;
-        let _ = conn.disconnect().await;
+        let now = self.engine().await?.source_server_id;
         match (self.res.status.source_server_id, now) {
             (Some(was), Some(now)) if was != now => {
                 let target = self.engine().await?.target.clone();
@@ -460,29 +462,28 @@ impl Runner {
         Ok(Some((cp, self.engine().await?.prepared.clone())))
     }
 
+    /// Sessions for creating the moved tables on the target: a plain one
+    /// on the source, and one on the target in the engine's session, whose
+    /// sql_mode accepts whatever the source's definitions hold (zero dates).
+    async fn ddl_sessions(&self) -> Result<(mysql_async::Conn, mysql_async::Conn), WorkError> {
+        let src = self.source().await?.connect_raw().await?;
+        let tgt = self.target().await?.connect().await?;
+        Ok((src, tgt))
+    }
+
     async fn seed_copy(&mut self) -> Result<Flow, WorkError> {
-        {
-            let source = self.source().await?;
-            let target = self.target().await?;
-            let mut src = source.connect_raw().await?;
-            let mut tgt = target.connect().await?;
-            scope::create_on_target(&mut src, &mut tgt, &self.tables()).await?;
-            let _ = src.disconnect().await;
-            let _ = tgt.disconnect().await;
-        }
+        let (mut src, mut tgt) = self.ddl_sessions().await?;
+        scope::create_on_target(&mut src, &mut tgt, &self.tables()).await?;
+        let _ = src.disconnect().await;
+        let _ = tgt.disconnect().await;
         let Some((cp, prepared)) = self.resume().await? else { return Ok(Flow::Continue) };
         let (latest, reporter) = task::reporter();
         let Some(cp) = task::drive(self, &latest, prepared.copy(cp, &reporter)).await? else { return Ok(Flow::Done) };
         self.record(Some(cp.clone()), None);
-        {
-            let source = self.source().await?;
-            let target = self.target().await?;
-            let mut src = source.connect_raw().await?;
-            let mut tgt = target.connect().await?;
-            scope::restore_indexes(&mut src, &mut tgt, &self.tables()).await?;
-            let _ = src.disconnect().await;
-            let _ = tgt.disconnect().await;
-        }
+        let (mut src, mut tgt) = self.ddl_sessions().await?;
+        scope::restore_indexes(&mut src, &mut tgt, &self.tables()).await?;
+        let _ = src.disconnect().await;
+        let _ = tgt.disconnect().await;
         let rows = cp.rows_copied();
         self.enter(Step::Incremental, format!("{rows} rows copied; applying changes from the binary log")).await?;
         Ok(Flow::Continue)
@@ -627,9 +628,9 @@ impl Runner {
                     self.switch().attempts,
                     spec.switch.retry + 1
                 );
-                let news = conditions::find(&self.res.status.conditions, READY_TO_COMPLETE)
-                    .is_none_or(|c| c.reason != "SwitchAttemptsExhausted");
-                self.res.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "SwitchAttemptsExhausted", message.clone())]);
+                let desired = Desired::new(READY_TO_COMPLETE, TRUE, "SwitchAttemptsExhausted", message.clone());
+                let news = spec_check::is_news(&self.res.status.conditions, &desired);
+                self.res.set(&[desired]);
                 self.res.status.step = Some(Step::ReadyToComplete.as_str().into());
                 self.res.persist().await?;
                 if news {

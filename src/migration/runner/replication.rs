@@ -5,9 +5,7 @@ use super::*;
 
 impl Runner {
     pub(super) async fn replica_state(&self) -> Result<Option<replica::State>, WorkError> {
-        let target = self.target().await?;
-        let mut tgt = target.connect_raw().await?;
-        let flavor = target.flavor(&mut tgt).await?;
+        let (mut tgt, flavor) = self.target_session().await?;
         let state = replica::state(&mut tgt, flavor, &self.channel()).await?;
         let _ = tgt.disconnect().await;
         Ok(state)
@@ -16,13 +14,11 @@ impl Runner {
     /// Hands the change stream to the target: it replicates from `from`.
     pub(super) async fn start_replica(&mut self, from: &crate::movement::BinlogPosition) -> Result<(), WorkError> {
         let source = self.source().await?;
-        let target = self.target().await?;
         let user = source.opts.user().unwrap_or_default().to_string();
         let password = source.opts.pass().unwrap_or_default().to_string();
         let host = source.opts.ip_or_hostname().to_string();
         let port = source.opts.tcp_port();
-        let mut tgt = target.connect_raw().await?;
-        let flavor = target.flavor(&mut tgt).await?;
+        let (mut tgt, flavor) = self.target_session().await?;
         let name = self.channel();
         let src = replica::Source { host: &host, port, user: &user, password: &password };
         let mut statements = replica::configure(flavor, &name, &src, from, &self.tables());
@@ -44,9 +40,7 @@ impl Runner {
     /// The replication lag, starting a stopped connection. A replication
     /// error is retried (and shown) like any other.
     pub(super) async fn replica_lag(&self) -> Result<Duration, WorkError> {
-        let target = self.target().await?;
-        let mut tgt = target.connect_raw().await?;
-        let flavor = target.flavor(&mut tgt).await?;
+        let (mut tgt, flavor) = self.target_session().await?;
         let name = self.channel();
         let state = replica::state(&mut tgt, flavor, &name).await?.ok_or_else(|| {
             WorkError::Inconsistent(format!(
@@ -68,9 +62,7 @@ impl Runner {
     }
 
     pub(super) async fn remove_replica(&self) -> Result<(), WorkError> {
-        let target = self.target().await?;
-        let mut tgt = target.connect_raw().await?;
-        let flavor = target.flavor(&mut tgt).await?;
+        let (mut tgt, flavor) = self.target_session().await?;
         let name = self.channel();
         if replica::state(&mut tgt, flavor, &name).await?.is_some() {
             replica::run_all(&mut tgt, replica::remove(flavor, &name), "removing the replication connection").await?;
