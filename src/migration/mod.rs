@@ -4,7 +4,6 @@ pub mod accounts;
 pub mod api;
 pub mod controller;
 pub mod datasource;
-pub mod fence;
 pub mod plan;
 pub mod replica;
 pub mod runner;

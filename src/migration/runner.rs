@@ -20,7 +20,7 @@ use super::accounts;
 use super::api::{IncrementalMode, Migration, MigrationStatus, Positions, SwitchReport, TableChecksum};
 use super::controller::{READY_TO_COMPLETE, SUCCEEDED};
 use super::datasource::{self, Place, Publish};
-use super::fence::{self, Fenced};
+use crate::movement::fence::{self, Fenced};
 use super::plan::{self, Resume, Step, SubStep};
 use super::replica;
 use super::scope;

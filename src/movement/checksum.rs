@@ -1,8 +1,9 @@
 //! Comparing source and targets at one consistent point: the source is read
 //! inside a snapshot, the change apply is brought to exactly that snapshot's
 //! position, and both sides are checksummed range by range on the key with
-//! `COUNT(*)` and `BIT_XOR(CRC32(...))`. Because XOR combines, a range spread
-//! over several shards is checked by combining the shards' results.
+//! `COUNT(*)` and `BIT_XOR(CRC32(...))`. A table split into shards is
+//! compared shard by shard: the source groups each range by the router's SQL
+//! form, so every shard is checked against exactly the rows that route to it.
 //!
 //! Values are compared as text in one charset, and a target column whose
 //! type changed is cast back to the source's type first, so collations and
@@ -40,6 +41,9 @@ pub struct TableChecksum {
     pub rows: u64,
     pub chunks: u64,
     pub mismatches: Vec<Mismatch>,
+    /// Source rows per target, in route order (one entry without a router).
+    #[serde(default)]
+    pub shard_rows: Vec<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -54,6 +58,9 @@ pub struct Mismatch {
     pub missing: Vec<String>,
     pub extra: Vec<String>,
     pub changed: Vec<String>,
+    /// Targets (in route order) whose rows in the range differ.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<usize>,
 }
 
 const MAX_KEYS: usize = 20;
@@ -200,43 +207,71 @@ async fn table(p: &Prepared, route: &Route, src: &mut Conn, targets: &mut [Conn]
             if terms.is_empty() { "1=1".to_string() } else { terms.join(" AND ") }
         };
         let (src_range, tgt_range) = (range(&src_key), range(&tgt_key));
-        let sum = |crc: &str, table: &str, range: &str| {
-            format!("SELECT COUNT(*), COALESCE(BIT_XOR({crc}), 0) FROM {table} WHERE {range}")
+        let shards = route.targets.len();
+        // With a router each shard is compared with the source rows that
+        // route to it, so a row in the wrong shard is a mismatch too.
+        let shard_sql = route.shard_sql();
+        let source_sum = async {
+            let mut sums = vec![(0u64, 0u64); shards];
+            let table = route.source.name.sql();
+            let sql = match &shard_sql {
+                Some(expr) => format!(
+                    "SELECT {expr}, COUNT(*), COALESCE(BIT_XOR({src_crc}), 0) FROM {table} WHERE {src_range} GROUP BY 1"
+                ),
+                None => format!("SELECT 0, COUNT(*), COALESCE(BIT_XOR({src_crc}), 0) FROM {table} WHERE {src_range}"),
+            };
+            let rows: Vec<(u64, u64, u64)> = src.query(sql).await.at(source_name)?;
+            for (shard, r, c) in rows {
+                // The expression's range is 0..shards by construction.
+                if let Some(slot) = sums.get_mut(shard as usize) {
+                    *slot = (r, c);
+                }
+            }
+            Ok::<_, super::MovementError>(sums)
         };
         // Source and targets are different servers (or sessions): ask them
         // at once.
-        let source_sum = async {
-            src.query_first::<(u64, u64), _>(sum(&src_crc, &route.source.name.sql(), &src_range))
-                .await
-                .at(source_name)
-                .map(|r| r.unwrap_or((0, 0)))
-        };
         let target_sums = async {
-            let (mut rows, mut crc) = (0u64, 0u64);
+            let mut sums = Vec::with_capacity(shards);
             for target in &route.targets {
-                let (r, c): (u64, u64) = targets[target.endpoint]
-                    .query_first(sum(&tgt_crc, &target.table.sql(), &tgt_range))
+                let sum = targets[target.endpoint]
+                    .query_first::<(u64, u64), _>(format!(
+                        "SELECT COUNT(*), COALESCE(BIT_XOR({tgt_crc}), 0) FROM {} WHERE {tgt_range}",
+                        target.table.sql()
+                    ))
                     .await
                     .at(&p.job.targets[target.endpoint].name)?
                     .unwrap_or((0, 0));
-                rows += r;
-                crc ^= c;
+                sums.push(sum);
             }
-            Ok((rows, crc))
+            Ok(sums)
         };
-        let ((s_rows, s_crc), (t_rows, t_crc)) = tokio::try_join!(source_sum, target_sums)?;
+        let (s_sums, t_sums) = tokio::try_join!(source_sum, target_sums)?;
+        if result.shard_rows.len() < shards {
+            result.shard_rows.resize(shards, 0);
+        }
+        for (i, (r, _)) in s_sums.iter().enumerate() {
+            result.shard_rows[i] += r;
+        }
+        let s_rows: u64 = s_sums.iter().map(|(r, _)| r).sum();
+        let t_rows: u64 = t_sums.iter().map(|(r, _)| r).sum();
         result.rows += s_rows;
         result.chunks += 1;
-        if (s_rows, s_crc) != (t_rows, t_crc) {
+        if s_sums != t_sums {
+            // The shard is part of each row's checksum here, so a row that
+            // sits in the wrong shard shows as changed.
+            let tagged = |crc: &str, shard: &str| format!("CONCAT({crc}, '@', {shard})");
             let rows = |crc: &str, table: &str, key: &[&str], range: &str| {
                 format!("SELECT {}, {crc} FROM {table} WHERE {range}", chunk::order_by(key))
             };
+            let src_tag = tagged(&src_crc, shard_sql.as_deref().unwrap_or("0"));
             let src_rows: Vec<Row> =
-                src.query(rows(&src_crc, &route.source.name.sql(), &src_key, &src_range)).await.at(source_name)?;
+                src.query(rows(&src_tag, &route.source.name.sql(), &src_key, &src_range)).await.at(source_name)?;
             let mut tgt_rows = Vec::new();
-            for target in &route.targets {
+            for (i, target) in route.targets.iter().enumerate() {
+                let tgt_tag = tagged(&tgt_crc, &i.to_string());
                 let r: Vec<Row> = targets[target.endpoint]
-                    .query(rows(&tgt_crc, &target.table.sql(), &tgt_key, &tgt_range))
+                    .query(rows(&tgt_tag, &target.table.sql(), &tgt_key, &tgt_range))
                     .await
                     .at(&p.job.targets[target.endpoint].name)?;
                 tgt_rows.extend(r);
@@ -245,6 +280,7 @@ async fn table(p: &Prepared, route: &Route, src: &mut Conn, targets: &mut [Conn]
             m.range = src_range.clone();
             m.source_rows = s_rows;
             m.target_rows = t_rows;
+            m.shards = (0..shards).filter(|&i| s_sums[i] != t_sums[i]).collect();
             result.mismatches.push(m);
         }
         sizer.observe(n, start.elapsed());

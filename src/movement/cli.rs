@@ -25,8 +25,8 @@ pub struct MoveArgs {
     /// and its target table(s) on target N (default 0).
     #[arg(long = "table", required = true)]
     pub tables: Vec<String>,
-    /// How tables with several targets pick one: `modulo:COLUMN` or
-    /// `ranges:COLUMN:BOUND,BOUND...`.
+    /// How tables with several targets pick one: `modulo:COLUMN`,
+    /// `hash:COLUMN` or `ranges:COLUMN:BOUND,BOUND...`.
     #[arg(long)]
     pub route_by: Option<String>,
     /// The checkpoint file: read to resume, rewritten as work progresses.
@@ -92,6 +92,7 @@ pub fn parse_router(spec: &str) -> Result<RowRouter, String> {
     let parts: Vec<&str> = spec.split(':').collect();
     match parts.as_slice() {
         ["modulo", column] => Ok(RowRouter::Modulo { column: column.to_string() }),
+        ["hash", column] => Ok(RowRouter::Hash { column: column.to_string() }),
         ["ranges", column, bounds] => {
             let upper_bounds = bounds
                 .split(',')
@@ -99,7 +100,7 @@ pub fn parse_router(spec: &str) -> Result<RowRouter, String> {
                 .collect::<Result<_, _>>()?;
             Ok(RowRouter::Ranges { column: column.to_string(), upper_bounds })
         }
-        _ => Err(format!("--route-by {spec}: expected modulo:COLUMN or ranges:COLUMN:B1,B2")),
+        _ => Err(format!("--route-by {spec}: expected modulo:COLUMN, hash:COLUMN or ranges:COLUMN:B1,B2")),
     }
 }
 
@@ -225,6 +226,7 @@ mod tests {
     fn table_specs() {
         let m = parse_table("shop.orders=shop.orders_new", None).unwrap();
         assert_eq!(m.targets, vec![TargetTable { endpoint: 0, table: TableName::new("shop", "orders_new") }]);
+        assert_eq!(parse_router("hash:tenant").unwrap(), RowRouter::Hash { column: "tenant".into() });
         let r = parse_router("modulo:tenant").unwrap();
         let m = parse_table("a.t=0:a.t_0,1:a.t_1", Some(&r)).unwrap();
         assert_eq!(m.targets.len(), 2);
@@ -236,6 +238,6 @@ mod tests {
             parse_router("ranges:id:100,200").unwrap(),
             RowRouter::Ranges { column: "id".into(), upper_bounds: vec![100, 200] }
         );
-        assert!(parse_router("hash:id").is_err());
+        assert!(parse_router("crc:id").is_err());
     }
 }

@@ -22,12 +22,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// so a value that does not fit the target fails instead of being truncated;
 /// zero dates allowed because the source may hold them; a 0 in an
 /// AUTO_INCREMENT column stays 0; foreign keys unchecked because rows arrive
-/// in key order, not in parent-before-child order.
+/// in key order, not in parent-before-child order; and marked as the
+/// engine's, so a write fence (`fence.rs`) lets it through.
 const SESSION: &str = "SET SESSION time_zone = '+00:00', \
     sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', \
     foreign_key_checks = 0, \
     character_set_client = utf8mb4, character_set_connection = utf8mb4, \
-    character_set_results = binary";
+    character_set_results = binary, \
+    @switchyard_sync = 1";
 
 impl Endpoint {
     /// `mysql://user:password@host:port`.

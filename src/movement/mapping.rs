@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{MovementError, Result};
 use super::schema::{Kind, TableName, TableSchema};
+use crate::mysql::sql::quote_ident;
 
 /// One source table and where its rows go.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,12 +48,18 @@ pub struct ColumnPair {
     pub source: String,
 }
 
-/// Picks the shard of a row from one integer column.
+/// Picks the shard of a row from one column. Every rule also has an SQL
+/// form ([`Route::shard_sql`]), so a checksum can ask the source which rows
+/// belong to which shard and the two never disagree.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum RowRouter {
-    /// Shard = value mod number of targets.
+    /// Shard = value mod number of targets (never negative).
     Modulo { column: String },
+    /// Shard = CRC32 of the value's canonical bytes mod number of targets:
+    /// integers as decimal text, strings as stored. That is SQL's
+    /// `CRC32(column) % n`, and zlib's crc32 in any client.
+    Hash { column: String },
     /// Shard i takes values below `upper_bounds[i]`; the last shard takes the
     /// rest, so there is one bound fewer than targets.
     Ranges { column: String, upper_bounds: Vec<i64> },
@@ -77,6 +84,7 @@ pub struct Route {
 #[derive(Clone, Debug, PartialEq)]
 enum RouterRule {
     Modulo(u64),
+    Hash(u64),
     Ranges(Vec<i64>),
 }
 
@@ -133,8 +141,10 @@ impl Route {
             None if mapping.targets.len() == 1 => None,
             None => return Err(err("several targets need a row router".into())),
             Some(r) => {
+                let n = mapping.targets.len() as u64;
                 let (column, rule) = match r {
-                    RowRouter::Modulo { column } => (column, RouterRule::Modulo(mapping.targets.len() as u64)),
+                    RowRouter::Modulo { column } => (column, RouterRule::Modulo(n)),
+                    RowRouter::Hash { column } => (column, RouterRule::Hash(n)),
                     RowRouter::Ranges { column, upper_bounds } => {
                         if upper_bounds.len() + 1 != mapping.targets.len() {
                             return Err(err(format!(
@@ -150,8 +160,14 @@ impl Route {
                     }
                 };
                 let pos = source.position(column).ok_or_else(|| err(format!("router column {column} not found")))?;
-                if !matches!(source.columns[pos].kind, Kind::Int { .. }) || source.columns[pos].nullable {
-                    return Err(err(format!("router column {column} must be a NOT NULL integer")));
+                let col = &source.columns[pos];
+                let fits = match rule {
+                    RouterRule::Hash(_) => router_hashable(&col.kind),
+                    _ => matches!(col.kind, Kind::Int { .. }),
+                };
+                if !fits || col.nullable {
+                    let what = if matches!(rule, RouterRule::Hash(_)) { "integer or string" } else { "integer" };
+                    return Err(err(format!("router column {column} must be a NOT NULL {what}")));
                 }
                 // Rows travel in `pairs` order, so the router reads from there.
                 let pos = pairs
@@ -179,16 +195,32 @@ impl Route {
     /// The shard (index into `targets`) of a row in `pairs` order.
     pub fn shard(&self, row: &[Value]) -> usize {
         let Some((pos, rule)) = &self.router else { return 0 };
-        let v = match row.get(*pos) {
-            Some(Value::Int(i)) => i128::from(*i),
-            Some(Value::UInt(u)) => i128::from(*u),
-            Some(Value::Bytes(b)) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
-            _ => 0,
-        };
+        let kind = &self.source.columns[self.pairs[*pos].0].kind;
+        let value = row.get(*pos).unwrap_or(&Value::NULL);
         match rule {
-            RouterRule::Modulo(n) => v.rem_euclid(i128::from(*n)) as usize,
-            RouterRule::Ranges(bounds) => bounds.iter().position(|b| v < i128::from(*b)).unwrap_or(bounds.len()),
+            RouterRule::Hash(n) => (crc32fast::hash(&canonical_bytes(value, kind)) as u64 % n) as usize,
+            RouterRule::Modulo(n) => integer(value, kind).rem_euclid(i128::from(*n)) as usize,
+            RouterRule::Ranges(bounds) => {
+                let v = integer(value, kind);
+                bounds.iter().position(|b| v < i128::from(*b)).unwrap_or(bounds.len())
+            }
         }
+    }
+
+    /// The SQL expression, on the source table, of the shard a row goes to;
+    /// None without a router.
+    pub fn shard_sql(&self) -> Option<String> {
+        let (pos, rule) = self.router.as_ref()?;
+        let col = quote_ident(&self.source.columns[self.pairs[*pos].0].name);
+        Some(match rule {
+            RouterRule::Hash(n) => format!("CRC32({col}) % {n}"),
+            RouterRule::Modulo(n) => format!("MOD(MOD({col}, {n}) + {n}, {n})"),
+            RouterRule::Ranges(bounds) => {
+                let arms: String =
+                    bounds.iter().enumerate().map(|(i, b)| format!(" WHEN {col} < {b} THEN {i}")).collect();
+                format!("CASE{arms} ELSE {} END", bounds.len())
+            }
+        })
     }
 
     /// The target's column names in `pairs` order.
@@ -206,6 +238,38 @@ impl Route {
     /// the source's charset) and the target converts on assignment.
     pub fn source_kinds(&self) -> Vec<&Kind> {
         self.pairs.iter().map(|(s, _)| &self.source.columns[*s].kind).collect()
+    }
+}
+
+/// Columns a hash router accepts: the ones whose canonical bytes are the
+/// same in a row event, a SELECT and SQL's `CRC32()`.
+pub fn router_hashable(kind: &Kind) -> bool {
+    matches!(kind, Kind::Int { .. } | Kind::Text { .. } | Kind::Binary)
+}
+
+/// An integer key as the source holds it. Row events on MariaDB carry an
+/// unsigned column's value as its signed bit pattern, so the width says how
+/// to read it back.
+fn integer(v: &Value, kind: &Kind) -> i128 {
+    match (v, kind) {
+        (Value::Int(i), Kind::Int { bytes, unsigned: true }) if *i < 0 => {
+            let bits = u32::from(*bytes) * 8;
+            i128::from(*i) + (1i128 << bits)
+        }
+        (Value::Int(i), _) => i128::from(*i),
+        (Value::UInt(u), _) => i128::from(*u),
+        (Value::Bytes(b), _) => std::str::from_utf8(b).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The bytes a hash router hashes: what SQL's `CRC32(column)` sees.
+fn canonical_bytes(v: &Value, kind: &Kind) -> Vec<u8> {
+    match (v, kind) {
+        (Value::Bytes(_), Kind::Int { .. }) => integer(v, kind).to_string().into_bytes(),
+        (Value::Bytes(b), _) => b.clone(),
+        (Value::Int(_) | Value::UInt(_), _) => integer(v, kind).to_string().into_bytes(),
+        _ => Vec::new(),
     }
 }
 
@@ -296,5 +360,42 @@ pub(crate) mod tests {
         assert!(Route::resolve(&m, src.clone(), src.clone()).is_err(), "bounds must be one fewer than targets");
         m.router = Some(RowRouter::Ranges { column: "id".into(), upper_bounds: vec![200, 100] });
         assert!(Route::resolve(&m, src.clone(), src).is_err(), "bounds must increase");
+    }
+
+    #[test]
+    fn hash_routes_like_sql_crc32_and_every_rule_has_an_sql_form() {
+        let text = Kind::Text { charset: "utf8mb4".into() };
+        let src = table("a.t", &[("id", int()), ("customer", text.clone())], &[0]);
+        let mut m = one_to_one("a.t", "a.t_0");
+        for i in 1..4 {
+            m.targets.push(TargetTable { endpoint: 0, table: TableName::parse(&format!("a.t_{i}")).unwrap() });
+        }
+        m.router = Some(RowRouter::Hash { column: "customer".into() });
+        let r = Route::resolve(&m, src.clone(), src.clone()).unwrap();
+        // CRC32('hello') = 907060870, which is 2 mod 4.
+        assert_eq!(r.shard(&[Value::Int(1), Value::Bytes(b"hello".to_vec())]), 2);
+        assert_eq!(r.shard_sql().unwrap(), "CRC32(`customer`) % 4");
+
+        m.router = Some(RowRouter::Hash { column: "id".into() });
+        let r = Route::resolve(&m, src.clone(), src.clone()).unwrap();
+        let as_int = r.shard(&[Value::Int(-123), Value::NULL]);
+        assert_eq!(as_int, r.shard(&[Value::Bytes(b"-123".to_vec()), Value::NULL]), "binlog and SELECT agree");
+        assert_eq!(as_int, (crc32fast::hash(b"-123") % 4) as usize, "integers hash as decimal text");
+
+        let unsigned = Kind::Int { bytes: 8, unsigned: true };
+        let usrc = table("a.t", &[("id", unsigned), ("customer", text)], &[0]);
+        m.router = Some(RowRouter::Modulo { column: "id".into() });
+        let r = Route::resolve(&m, usrc.clone(), usrc).unwrap();
+        // u64::MAX arrives from a row event as -1; it is 3 mod 4, not 1.
+        assert_eq!(r.shard(&[Value::Int(-1), Value::NULL]), 3);
+        assert_eq!(r.shard_sql().unwrap(), "MOD(MOD(`id`, 4) + 4, 4)");
+
+        m.targets.truncate(3);
+        m.router = Some(RowRouter::Ranges { column: "id".into(), upper_bounds: vec![100, 200] });
+        let r = Route::resolve(&m, src.clone(), src.clone()).unwrap();
+        assert_eq!(r.shard_sql().unwrap(), "CASE WHEN `id` < 100 THEN 0 WHEN `id` < 200 THEN 1 ELSE 2 END");
+
+        m.router = Some(RowRouter::Modulo { column: "customer".into() });
+        assert!(Route::resolve(&m, src.clone(), src).is_err(), "mod needs an integer");
     }
 }

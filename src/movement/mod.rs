@@ -24,6 +24,7 @@ pub mod cli;
 pub mod copy;
 pub mod endpoint;
 pub mod error;
+pub mod fence;
 pub mod indexes;
 pub mod mapping;
 pub mod prereq;

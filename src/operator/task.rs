@@ -180,6 +180,14 @@ pub fn reader_server_id(uid: &str) -> u32 {
     1_000_000_000 + h % 1_000_000_000
 }
 
+/// `SWITCHYARD_FAILPOINT=switch-hold:<SubStep>:<ms>`: the e2e suite's way
+/// to catch a switch at one sub-step and kill the operator there.
+pub fn failpoint_hold(sub_step: &str) -> Option<Duration> {
+    let v = std::env::var("SWITCHYARD_FAILPOINT").ok()?;
+    let (name, ms) = v.strip_prefix("switch-hold:")?.split_once(':')?;
+    (name == sub_step).then(|| ms.parse().ok().map(Duration::from_millis))?
+}
+
 /// The checkpoint kept in a status as a free-form object.
 pub fn checkpoint_from(value: Option<&serde_json::Value>) -> Result<Checkpoint, String> {
     match value {

@@ -1,7 +1,7 @@
 //! The ShardSplit API: split one table into N shards by a declared rule, with
 //! incremental sync, a dual-write phase and retirement of the old table.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,10 @@ pub struct ShardSplitSpec {
     /// Limits that pause copy and apply while the source is busy.
     #[serde(default)]
     pub throttle: Throttle,
+
+    /// The guarded switch into dual-write and back (a rollback).
+    #[serde(default)]
+    pub switch: SwitchPolicy,
 
     /// Stop before dual-write: stop syncing and drop nothing. Shard tables
     /// already created stay for inspection.
@@ -182,6 +186,66 @@ pub struct Routing {
     pub config_map: String,
 }
 
+/// The guarded switch: the same attempts gate as Migration's switch and the
+/// OnlineDDL cut-over.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchPolicy {
+    /// Longest time writes stay fenced in one attempt, in seconds. Default 5.
+    #[serde(default = "default_lock_wait")]
+    #[schemars(range(min = 1, max = 300))]
+    pub lock_wait_timeout_seconds: i32,
+
+    /// Attempt the switch only while the shards trail the source by less
+    /// than this many seconds. Default 1.
+    #[serde(default = "default_max_lag")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub max_lag_seconds: i32,
+
+    /// Attempts before the switch parks with SwitchAttemptsExhausted.
+    /// Default 5.
+    #[serde(default = "default_max_attempts")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_attempts: i32,
+
+    /// Wait before the second attempt, in seconds; doubles for each later
+    /// attempt, capped at 300. Default 10.
+    #[serde(default = "default_backoff")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub backoff_seconds: i32,
+
+    /// Re-arm counter: after attempts are exhausted, set this to a value
+    /// different from `status.switch.retry` for a fresh `maxAttempts`.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub retry: i32,
+}
+
+impl Default for SwitchPolicy {
+    fn default() -> Self {
+        Self {
+            lock_wait_timeout_seconds: default_lock_wait(),
+            max_lag_seconds: default_max_lag(),
+            max_attempts: default_max_attempts(),
+            backoff_seconds: default_backoff(),
+            retry: 0,
+        }
+    }
+}
+
+fn default_lock_wait() -> i32 {
+    5
+}
+fn default_max_lag() -> i32 {
+    1
+}
+fn default_max_attempts() -> i32 {
+    5
+}
+fn default_backoff() -> i32 {
+    10
+}
+
 /// Retirement of the old table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -229,9 +293,41 @@ pub struct ShardSplitStatus {
 
     /// Current step: Pending, CreatingShards, Copying, Syncing,
     /// ReadyToComplete, Postponed, Switching, DualWrite, RollingBack,
-    /// Retiring, Complete, Cancelled or Failed.
+    /// RolledBack, Retiring, Complete, Cancelled or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
+
+    /// The forward sync's engine checkpoint (old table → shards). Opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::k8s::schema::free_form_object")]
+    pub checkpoint: Option<serde_json::Value>,
+
+    /// The reverse sync in dual-write (shards → old table): one engine job
+    /// per cluster holding shards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reverse: Vec<ReverseSync>,
+
+    /// Switch attempts (into dual-write, or back on a rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<SwitchReport>,
+
+    /// The disjoint AUTO_INCREMENT ranges the shards were given at the
+    /// last switch into dual-write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_increment: Option<AutoIncrementRanges>,
+
+    /// When dual-write began; retirement counts `retire.afterSeconds` from
+    /// here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dual_write_since: Option<Time>,
+
+    /// The old table's name after retirement (absent when dropped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_table: Option<String>,
+
+    /// When the split finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
 
     /// Overall progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -249,6 +345,67 @@ pub struct ShardSplitStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::k8s::conditions::schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// One reverse-sync job: the shard tables of one cluster into the old table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReverseSync {
+    /// The MySQLCluster holding the shards this job reads.
+    pub cluster: String,
+    /// Engine checkpoint. Opaque.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::k8s::schema::free_form_object")]
+    pub checkpoint: Option<serde_json::Value>,
+}
+
+/// A switch attempt's record.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchReport {
+    /// Attempts made since the last re-arm or direction change.
+    #[serde(default)]
+    pub attempts: i32,
+    /// The `spec.switch.retry` value the attempts count belongs to.
+    #[serde(default)]
+    pub retry: i32,
+    /// Which way the attempt in flight (or the last one) went: DualWrite
+    /// (forward) or Source (a rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    /// Sub-step of the attempt in flight: Fence, CatchUp, Checksum,
+    /// AutoIncrement, FlipRouting, StartSync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_step: Option<String>,
+    /// Why the last attempt failed, including blockers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Earliest time of the next attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_time: Option<Time>,
+    /// When the attempt in flight fenced writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced_at: Option<Time>,
+    /// How long the last successful attempt kept writes fenced, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced_millis: Option<i64>,
+    /// Binary log positions taken under the fence, one per fenced server
+    /// (`cluster=file:pos`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fence_positions: Vec<String>,
+}
+
+/// Disjoint AUTO_INCREMENT ranges: shard i hands out ids from
+/// `base + i·stride` up to (not including) `base + (i+1)·stride`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoIncrementRanges {
+    /// The AUTO_INCREMENT column.
+    pub column: String,
+    /// First id of shard 0 (decimal: it may exceed a JSON number).
+    pub base: String,
+    /// Ids per shard.
+    pub stride: String,
 }
 
 /// One shard.

@@ -2,6 +2,9 @@
 
 pub mod api;
 pub mod controller;
+pub mod plan;
+pub mod routing;
+mod runner;
 pub mod validate;
 
 crate::impl_conditioned!(api::ShardSplitStatus);

@@ -169,6 +169,7 @@ mod tests {
             rollback: false,
             retire: Retire::default(),
             throttle: Default::default(),
+            switch: Default::default(),
             cancel: false,
         }
     }

@@ -9,7 +9,7 @@ impl Runner {
     pub(super) async fn at(&mut self, sub: SubStep) -> Result<(), WorkError> {
         self.switch().sub_step = Some(sub.as_str().into());
         self.res.persist().await?;
-        if let Some(hold) = failpoint_hold(sub) {
+        if let Some(hold) = task::failpoint_hold(sub.as_str()) {
             tracing::warn!(sub_step = sub.as_str(), ?hold, "failpoint: holding the switch");
             task::idle(&self.stop, hold).await;
         }
@@ -323,12 +323,4 @@ impl Runner {
             .await;
         Ok(())
     }
-}
-
-/// `SWITCHYARD_FAILPOINT=switch-hold:<SubStep>:<ms>`: the e2e suite's way
-/// to catch an attempt at one sub-step and kill the operator there.
-pub(super) fn failpoint_hold(sub: SubStep) -> Option<Duration> {
-    let v = std::env::var("SWITCHYARD_FAILPOINT").ok()?;
-    let (name, ms) = v.strip_prefix("switch-hold:")?.split_once(':')?;
-    (name == sub.as_str()).then(|| ms.parse().ok().map(Duration::from_millis))?
 }

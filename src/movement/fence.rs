@@ -1,5 +1,6 @@
-//! The write fence on the source, and what happens on the source around the
-//! switch: blockers, killing connections.
+//! The write fence on the tables being switched away from, and what happens
+//! around it: blockers, killing connections. Migration fences the source
+//! database; ShardSplit fences the old table, or the shards on a rollback.
 //!
 //! The fence is made of triggers: `BEFORE INSERT/UPDATE/DELETE` on every
 //! moved table, each refusing the row with SQLSTATE 45000. They are created
@@ -20,6 +21,10 @@
 //! exactly the moved tables, for every account. They do not stop
 //! `TRUNCATE` or DDL, which a migration's users are not expected to run on a
 //! table they are moving.
+//!
+//! The engine's own sessions pass: they set [`SYNC_VARIABLE`]. A ShardSplit
+//! in dual-write keeps the old table fenced against applications while the
+//! reverse sync writes every shard change into it.
 
 use std::time::Duration;
 
@@ -32,6 +37,10 @@ use crate::movement::snapshot;
 use crate::mysql::Flavor;
 use crate::mysql::sql::{quote, quote_ident};
 use crate::operator::work_error::{Doing, WorkError};
+
+/// The user variable every engine session sets (`endpoint.rs`); the fence
+/// lets its writes through.
+pub const SYNC_VARIABLE: &str = "@switchyard_sync";
 
 /// The three row operations a trigger can refuse.
 const OPERATIONS: [(&str, &str); 3] = [("INSERT", "i"), ("UPDATE", "u"), ("DELETE", "d")];
@@ -61,7 +70,8 @@ pub fn create_triggers(table: &TableName, message: &str) -> Vec<String> {
         .iter()
         .map(|(op, suffix)| {
             format!(
-                "CREATE TRIGGER {}.{} BEFORE {op} ON {} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = {}",
+                "CREATE TRIGGER {}.{} BEFORE {op} ON {} FOR EACH ROW IF {SYNC_VARIABLE} IS NULL THEN \
+                 SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = {}; END IF",
                 quote_ident(&table.schema),
                 quote_ident(&trigger_name(&table.table, suffix)),
                 table.sql(),
@@ -268,7 +278,7 @@ mod tests {
         assert_eq!(
             c[0],
             "CREATE TRIGGER `shop`.`switchyard_fence_i_orders` BEFORE INSERT ON `shop`.`orders` FOR EACH ROW \
-             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'moved to db; it''s read-only here'"
+             IF @switchyard_sync IS NULL THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'moved to db; it''s read-only here'; END IF"
         );
         assert!(c[2].contains("BEFORE DELETE"));
         assert_eq!(drop_triggers(&t)[1], "DROP TRIGGER IF EXISTS `shop`.`switchyard_fence_u_orders`");
