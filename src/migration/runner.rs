@@ -20,7 +20,6 @@ use super::accounts;
 use super::api::{IncrementalMode, Migration, MigrationStatus, Positions, SwitchReport, TableChecksum};
 use super::controller::{READY_TO_COMPLETE, SUCCEEDED};
 use super::datasource::{self, Place, Publish};
-use crate::movement::fence::{self, Fenced};
 use super::plan::{self, Resume, Step, SubStep};
 use super::replica;
 use super::scope;
@@ -29,6 +28,7 @@ use crate::api::Progress;
 use crate::cluster::access::{self, Unavailable};
 use crate::k8s::conditions::{self, Desired, FALSE, TRUE, UNKNOWN};
 use crate::movement::apply::Until;
+use crate::movement::fence::{self, Fenced};
 use crate::movement::{
     Checkpoint, ChecksumReport, ColumnMapping, Endpoint, Job, Options, Prepared, TableMapping, TableName, TargetTable,
     prereq,

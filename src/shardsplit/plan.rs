@@ -149,8 +149,14 @@ pub enum SubStep {
 }
 
 impl SubStep {
-    pub const ALL: [SubStep; 6] =
-        [SubStep::Fence, SubStep::CatchUp, SubStep::Checksum, SubStep::Prepare, SubStep::FlipRouting, SubStep::StartSync];
+    pub const ALL: [SubStep; 6] = [
+        SubStep::Fence,
+        SubStep::CatchUp,
+        SubStep::Checksum,
+        SubStep::Prepare,
+        SubStep::FlipRouting,
+        SubStep::StartSync,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -376,7 +382,10 @@ mod tests {
         st.switch = Some(SwitchReport { attempts: 5, direction: Some("DualWrite".into()), ..Default::default() });
         assert_eq!(gate(&s, &st, Direction::DualWrite, Duration::ZERO), Decision::Exhausted);
         assert_eq!(gate(&s, &st, Direction::Source, Duration::ZERO), Decision::Attempt);
-        assert!(matches!(gate(&s, &status("x", None), Direction::Source, Duration::from_secs(9)), Decision::LagTooHigh { .. }));
+        assert!(matches!(
+            gate(&s, &status("x", None), Direction::Source, Duration::from_secs(9)),
+            Decision::LagTooHigh { .. }
+        ));
     }
 
     #[test]

@@ -94,7 +94,13 @@ fn place(namespace: &str, shard: Option<i32>, t: &TableRef) -> Place {
     }
 }
 
-pub fn document(namespace: &str, spec: &ShardSplitSpec, targets: &[TableRef], phase: Phase, generation: i64) -> Document {
+pub fn document(
+    namespace: &str,
+    spec: &ShardSplitSpec,
+    targets: &[TableRef],
+    phase: Phase,
+    generation: i64,
+) -> Document {
     let algorithm = match spec.rule.algorithm {
         Algorithm::Hash => "hash",
         Algorithm::Mod => "mod",
@@ -107,7 +113,12 @@ pub fn document(namespace: &str, spec: &ShardSplitSpec, targets: &[TableRef], ph
             column: spec.rule.column.clone(),
             algorithm: algorithm.into(),
             shards: spec.rule.shards,
-            ranges: spec.rule.ranges.iter().map(|r| Range { shard: r.shard, from: r.from.clone(), to: r.to.clone() }).collect(),
+            ranges: spec
+                .rule
+                .ranges
+                .iter()
+                .map(|r| Range { shard: r.shard, from: r.from.clone(), to: r.to.clone() })
+                .collect(),
         },
         source: place(namespace, None, &spec.source),
         shards: targets.iter().enumerate().map(|(i, t)| place(namespace, Some(i as i32), t)).collect(),

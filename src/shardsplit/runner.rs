@@ -61,7 +61,13 @@ pub async fn run(ctx: Arc<Context>, obj: ShardSplit, stop: CancellationToken) {
 /// part of a deletion).
 pub async fn undo(ctx: Arc<Context>, obj: ShardSplit) -> Result<(), WorkError> {
     let Some(res) = Tracked::new(ctx, obj, "Split") else { return Ok(()) };
-    let mut r = Runner { res, stop: CancellationToken::new(), forward: None, reverse: Vec::new(), recording: Recording::Forward };
+    let mut r = Runner {
+        res,
+        stop: CancellationToken::new(),
+        forward: None,
+        reverse: Vec::new(),
+        recording: Recording::Forward,
+    };
     match plan::resume(&r.res.status) {
         Resume::Undo(direction) => r.unfence(direction).await,
         _ => Ok(()),
@@ -226,8 +232,7 @@ impl Runner {
             phase,
         )
         .await?;
-        self.res.status.routing =
-            Some(super::api::RoutingStatus { phase: phase.as_str().into(), generation });
+        self.res.status.routing = Some(super::api::RoutingStatus { phase: phase.as_str().into(), generation });
         Ok(())
     }
 
@@ -307,10 +312,16 @@ impl Runner {
                 Ok(Flow::Continue)
             }
             Err(checks::Preflight::Invalid(problem)) => {
-                self.hold(FALSE, conditions::REASON_INVALID_SPEC, format!("invalid spec: {problem}; nothing was touched"))
-                    .await
+                self.hold(
+                    FALSE,
+                    conditions::REASON_INVALID_SPEC,
+                    format!("invalid spec: {problem}; nothing was touched"),
+                )
+                .await
             }
-            Err(checks::Preflight::Waiting(why)) => self.hold(UNKNOWN, "Waiting", format!("cannot start yet: {why}")).await,
+            Err(checks::Preflight::Waiting(why)) => {
+                self.hold(UNKNOWN, "Waiting", format!("cannot start yet: {why}")).await
+            }
         }
     }
 
@@ -464,7 +475,10 @@ impl Runner {
         self.record(Some(cp), None);
         self.shard_report(&report);
         if !report.is_equal() {
-            return Err(WorkError::Inconsistent(format!("the shards differ from the old table: {}", differences(&report))));
+            return Err(WorkError::Inconsistent(format!(
+                "the shards differ from the old table: {}",
+                differences(&report)
+            )));
         }
         let rows = report.rows();
         self.res.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "InSync", "in sync; every shard's checksum passed")]);
@@ -479,7 +493,12 @@ impl Runner {
         let mut shards: Vec<ShardStatus> = targets
             .iter()
             .enumerate()
-            .map(|(i, t)| ShardStatus { shard: i as i32, target: t.clone(), rows_copied: 0, checksum_matched: Some(true) })
+            .map(|(i, t)| ShardStatus {
+                shard: i as i32,
+                target: t.clone(),
+                rows_copied: 0,
+                checksum_matched: Some(true),
+            })
             .collect();
         for t in &report.tables {
             for (k, rows) in t.shard_rows.iter().enumerate() {
@@ -600,8 +619,11 @@ impl Runner {
                     "Postponed",
                     "in sync; spec.postponeCompletion holds the switch into dual-write",
                 )]);
-                self.enter(Step::Postponed, "switch postponed by spec.postponeCompletion; changes keep applying".into())
-                    .await?;
+                self.enter(
+                    Step::Postponed,
+                    "switch postponed by spec.postponeCompletion; changes keep applying".into(),
+                )
+                .await?;
                 self.idle(IDLE).await;
             }
             Decision::Exhausted => {
@@ -631,7 +653,12 @@ impl Runner {
                 self.enter(resting, "catching up".into()).await?;
             }
             Decision::Wait { until } => {
-                self.res.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "BackingOff", format!("next attempt at {until}"))]);
+                self.res.set(&[Desired::new(
+                    READY_TO_COMPLETE,
+                    TRUE,
+                    "BackingOff",
+                    format!("next attempt at {until}"),
+                )]);
                 self.enter(resting, "backing off".into()).await?;
                 let left = until.duration_since(jiff::Timestamp::now()).unsigned_abs();
                 self.idle(left.min(IDLE)).await;

@@ -19,6 +19,7 @@ pub mod namespace;
 pub mod operator;
 pub mod pods;
 pub mod resource;
+pub mod routed;
 pub mod servers;
 pub mod wait;
 pub mod writer;

@@ -123,7 +123,9 @@ impl Runner {
             let outcome = fence::fence(&mut conn, flavor, &tables, self.lock_wait(), &message).await;
             let _ = conn.disconnect().await;
             match outcome {
-                Ok(Fenced::Yes { position }) => positions.push(format!("{cluster}={}:{}", position.file, position.position)),
+                Ok(Fenced::Yes { position }) => {
+                    positions.push(format!("{cluster}={}:{}", position.file, position.position))
+                }
                 Ok(Fenced::Blocked { blockers }) => {
                     self.unfence(direction).await?;
                     let who = if blockers.is_empty() { "no session found".to_string() } else { blockers.join("; ") };
@@ -155,7 +157,8 @@ impl Runner {
             Ok(Err(e)) => return self.abandon(direction, e).await,
             Err(_) => {
                 self.unfence(direction).await?;
-                let reason = format!("the other side did not reach the fence position within {} s", self.lock_wait().as_secs());
+                let reason =
+                    format!("the other side did not reach the fence position within {} s", self.lock_wait().as_secs());
                 self.failed_attempt(direction, reason).await?;
                 return Ok(Flow::Continue);
             }
@@ -195,7 +198,8 @@ impl Runner {
         let (_latest, reporter) = task::reporter();
         match direction {
             Direction::DualWrite => {
-                let (_, at) = positions.into_iter().next().ok_or_else(|| WorkError::Inconsistent("no fence position".into()))?;
+                let (_, at) =
+                    positions.into_iter().next().ok_or_else(|| WorkError::Inconsistent("no fence position".into()))?;
                 let cp = self.forward_checkpoint()?;
                 let prepared = self.forward().await?.prepared.clone();
                 let cp = prepared.apply(cp, Until::Position(at), &reporter).await?;
@@ -268,7 +272,11 @@ impl Runner {
             return Ok(());
         };
         let max_id: Option<String> = src
-            .query_first(format!("SELECT CAST(MAX({}) AS CHAR) FROM {}", crate::mysql::sql::quote_ident(&column), old.sql()))
+            .query_first(format!(
+                "SELECT CAST(MAX({}) AS CHAR) FROM {}",
+                crate::mysql::sql::quote_ident(&column),
+                old.sql()
+            ))
             .await
             .doing(|| format!("reading the highest {column}"))?;
         let _ = src.disconnect().await;
@@ -276,8 +284,7 @@ impl Runner {
         let max = plan::integer_max(&column_type)
             .ok_or_else(|| WorkError::Invalid(format!("AUTO_INCREMENT column {column} is {column_type}")))?;
         let shards = self.targets();
-        let (stride, starts) =
-            plan::auto_increment_starts(base, max, shards.len()).map_err(WorkError::Invalid)?;
+        let (stride, starts) = plan::auto_increment_starts(base, max, shards.len()).map_err(WorkError::Invalid)?;
         for (t, start) in shards.iter().zip(&starts) {
             let (mut conn, _) = self.session(&t.cluster).await?;
             let shard = Self::shard_table(t);
@@ -452,7 +459,10 @@ impl Runner {
             _ => "dropped".into(),
         };
         let generation = self.res.status.routing.as_ref().map(|r| r.generation).unwrap_or(0);
-        let message = format!("split into {} shards; routing is shards (generation {generation}); the old table was {what}", self.targets().len());
+        let message = format!(
+            "split into {} shards; routing is shards (generation {generation}); the old table was {what}",
+            self.targets().len()
+        );
         self.res.status.completion_time = Some(conditions::now());
         self.res.status.dual_write_since = None;
         self.res.set(&[
