@@ -281,7 +281,7 @@ seed_example_table() {
     sleep 0.2
   done
   if [ -z "$ip" ]; then
-    echo "shop-db has no writable primary yet; not applying examples/onlineddl.yaml" >&2
+    echo "shop-db has no writable primary yet; not applying examples/onlineddl.yaml and shardsplit.yaml" >&2
     return 1
   fi
   pw=$(kc get secret shop-db-credentials -o jsonpath='{.data.root-password}' | base64 -d)
@@ -372,12 +372,16 @@ case "$cmd" in
     start_control_plane
     start_node_agent
     start_operator
-    # The OnlineDDL example changes shop.orders, so that table is created in
-    # the example cluster first; an OnlineDDL of a missing table fails.
+    # The OnlineDDL and ShardSplit examples work on shop.orders, so that
+    # table is created in the example cluster first; an OnlineDDL of a
+    # missing table fails.
     for f in "$ROOT"/examples/*.yaml; do
-      [ "$(basename "$f")" = onlineddl.yaml ] || kc apply -f "$f"
+      case "$(basename "$f")" in
+        onlineddl.yaml | shardsplit.yaml) ;;
+        *) kc apply -f "$f" ;;
+      esac
     done
-    seed_example_table && kc apply -f "$ROOT/examples/onlineddl.yaml"
+    seed_example_table && kc apply -f "$ROOT/examples/onlineddl.yaml" -f "$ROOT/examples/shardsplit.yaml"
     status
     printf '\nTry: kubectl get switchyard -A    (operator log: %s)\n' "$RUN_DIR/switchyard.log"
     ;;

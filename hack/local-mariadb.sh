@@ -189,10 +189,23 @@ set_up_users() {
   } | client
 }
 
+# These servers listen on ports inside Linux's ephemeral range (32768+), so
+# a client connection elsewhere can hold one as its local port and the next
+# start fails with "Address already in use". Reserving them keeps the kernel
+# from handing them out. Best effort: it needs root.
+reserve_port() {
+  local f=/proc/sys/net/ipv4/ip_local_reserved_ports cur
+  [ -w "$f" ] || return 0
+  cur=$(cat "$f")
+  case ",$cur," in *",$1,"*) return 0 ;; esac
+  if [ -n "$cur" ]; then echo "$cur,$1" >"$f" 2>/dev/null || true; else echo "$1" >"$f" 2>/dev/null || true; fi
+}
+
 do_start() {
   local port=$1 waited=0 want have=""
   shift
   [[ "$port" =~ ^[0-9]+$ ]] && [ "$port" -gt 0 ] && [ "$port" -lt 65536 ] || die "bad port '$port'"
+  reserve_port "$port"
   server_args "$NAME" "$port" "$@"
   want=$(printf '%s\n' "${SERVER_ARGS[@]}")
   [ -f "$DIR/args" ] && have=$(cat "$DIR/args")
