@@ -208,6 +208,12 @@ async fn same_cluster_hash_split_rollback_forward_and_retire() -> anyhow::Result
     let copied: i64 =
         held["status"]["shards"].as_array().unwrap().iter().map(|s| s["rowsCopied"].as_i64().unwrap_or(0)).sum();
     ensure!(copied >= 19_000, "the per-shard checksums cover {copied} rows");
+    let mut c = env.conn("db").await?;
+    for s in &shards {
+        let idx: Vec<String> =
+            c.query(format!("SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = 'e2e' AND TABLE_NAME = '{}' AND INDEX_NAME = 'by_customer'", s.table)).await?;
+        ensure!(!idx.is_empty(), "{} lacks the old table's secondary index after the copy", s.sql());
+    }
     w.wait_for_progress(50, Duration::from_secs(30)).await?;
 
     // Release: dual-write. Writes now go to the shards, with ids from the
@@ -224,7 +230,6 @@ async fn same_cluster_hash_split_rollback_forward_and_retire() -> anyhow::Result
     let both = converge(&env, &old, &shards).await.context("during dual-write the old table = union of shards")?;
     routed::assert_model(&both, &m)?;
     assert_placed(&env, &shards, hash_misplaced).await?;
-    let mut c = env.conn("db").await?;
     ensure!(
         c.query_drop("INSERT INTO e2e.orders (customer_id, amount, note) VALUES (1, 1, 'stale app')").await.is_err(),
         "the old table takes application writes in dual-write"

@@ -202,6 +202,15 @@ pub fn resume(status: &ShardSplitStatus) -> Resume {
     }
 }
 
+/// Whether `spec.cancel` can stop the split here: not once applications
+/// may be writing to the shards (a flip committed, dual-write, a rollback
+/// or retirement under way). After a completed rollback it can.
+pub fn cancellable(step: Step, resume: Resume) -> bool {
+    !matches!(resume, Resume::RollForward(..))
+        && !matches!(step, Step::DualWrite | Step::RollingBack | Step::Retiring)
+        && !step.is_terminal()
+}
+
 /// The switch gate for `direction`: postponing holds only the way forward;
 /// a rollback is never postponed (it is what the user asked for).
 pub fn gate(spec: &ShardSplitSpec, status: &ShardSplitStatus, direction: Direction, lag: Duration) -> Decision {
@@ -369,6 +378,18 @@ mod tests {
         );
         assert_eq!(resume(&status("Switching", Some("Garbled"))), Resume::Undo(Direction::DualWrite));
         assert_eq!(resume(&status("Switching", None)), Resume::Undo(Direction::DualWrite));
+    }
+
+    #[test]
+    fn cancel_stops_the_split_only_while_applications_use_the_old_table() {
+        for step in [Step::Pending, Step::Copying, Step::Postponed, Step::RolledBack] {
+            assert!(cancellable(step, Resume::Nothing), "{step:?}");
+        }
+        assert!(cancellable(Step::Switching, Resume::Undo(Direction::DualWrite)));
+        assert!(!cancellable(Step::Switching, Resume::RollForward(Direction::DualWrite, SubStep::FlipRouting)));
+        for step in [Step::DualWrite, Step::RollingBack, Step::Retiring, Step::Complete] {
+            assert!(!cancellable(step, Resume::Nothing), "{step:?}");
+        }
     }
 
     #[test]

@@ -244,7 +244,10 @@ impl Runner {
             return Ok(Flow::Done);
         }
         if self.res.obj.spec.cancel && !self.step().is_terminal() {
-            return self.cancel().await;
+            if plan::cancellable(self.step(), plan::resume(&self.res.status)) {
+                return self.cancel().await;
+            }
+            self.cancel_ignored().await?;
         }
         match self.step() {
             Step::Pending => self.preflight().await,
@@ -267,26 +270,23 @@ impl Runner {
         }
     }
 
+    /// Applications may be on the shards: cancelling would strand them.
+    /// The split carries on; the user rolls back first.
+    async fn cancel_ignored(&mut self) -> Result<(), WorkError> {
+        let message = "applications may be writing to the shards: roll back (spec.rollback) before cancelling";
+        let desired = Desired::new(SUCCEEDED, UNKNOWN, "CancelIgnored", message);
+        if spec_check::is_news(&self.res.status.conditions, &desired) {
+            self.res.event(EventType::Warning, "CancelIgnored", message.into()).await;
+        }
+        self.res.set(&[desired]);
+        Ok(())
+    }
+
     async fn cancel(&mut self) -> Result<Flow, WorkError> {
-        let step = self.step();
-        if matches!(step, Step::DualWrite | Step::RollingBack | Step::Retiring) {
-            let message = "applications may be writing to the shards: roll back (spec.rollback) before cancelling";
-            let desired = Desired::new(SUCCEEDED, UNKNOWN, "CancelIgnored", message);
-            if spec_check::is_news(&self.res.status.conditions, &desired) {
-                self.res.event(EventType::Warning, "CancelIgnored", message.into()).await;
-            }
-            self.res.set(&[desired]);
-            self.res.persist().await?;
-            return match step {
-                Step::DualWrite => self.dual_write().await,
-                _ => Ok(Flow::Continue),
-            };
-        }
-        if step == Step::Switching {
+        // Back to where it began: nobody fenced. The old table may be
+        // fenced by an attempt being undone, the shards after a rollback.
+        if matches!(self.step(), Step::Switching | Step::ReadyToComplete | Step::Postponed | Step::RolledBack) {
             self.unfence(Direction::DualWrite).await?;
-        }
-        if step == Step::RolledBack {
-            // Back to where it began: nobody is fenced.
             self.unfence(Direction::Source).await?;
         }
         let message = "cancelled by spec.cancel; the old table serves as before, the shard tables stay for inspection";
@@ -362,6 +362,10 @@ impl Runner {
                 .await
                 .doing(|| format!("creating database {}", shard.schema))?;
             conn.query_drop(create).await.doing(|| format!("creating {shard} on {}", t.cluster))?;
+            // Filled faster without their secondary indexes, built once after
+            // the copy. The shards are still empty in this step, so deferring
+            // again after a restart is safe.
+            crate::movement::indexes::defer_indexes(&mut conn, &shard).await?;
             let _ = conn.disconnect().await;
         }
         self.res.set(&[Desired::new(SUCCEEDED, UNKNOWN, "InProgress", "copying")]);
@@ -454,9 +458,33 @@ impl Runner {
         let (latest, reporter) = task::reporter();
         let Some(cp) = task::drive(self, &latest, prepared.copy(cp, &reporter)).await? else { return Ok(Flow::Done) };
         self.record(Some(cp.clone()), None);
+        self.restore_indexes().await?;
         let rows = cp.rows_copied();
         self.enter(Step::Syncing, format!("{rows} rows copied; applying changes from the binary log")).await?;
         Ok(Flow::Continue)
+    }
+
+    /// Builds in every shard the secondary indexes of the old table it
+    /// lacks (left out for the copy). The old table's definition is the
+    /// record, so nothing about the deferral is kept in status.
+    async fn restore_indexes(&mut self) -> Result<(), WorkError> {
+        let old = self.old_table();
+        let (mut src, _) = self.session(&self.res.obj.spec.source.cluster.clone()).await?;
+        let ddl: Option<(String, String)> =
+            src.query_first(format!("SHOW CREATE TABLE {}", old.sql())).await.doing(|| format!("reading {old}"))?;
+        let _ = src.disconnect().await;
+        let definition = ddl.map(|(_, d)| d).unwrap_or_default();
+        let defs: Vec<String> =
+            crate::movement::indexes::deferrable_indexes(&definition).into_iter().map(|(_, d)| d).collect();
+        if defs.is_empty() {
+            return Ok(());
+        }
+        for t in self.targets() {
+            let mut conn = self.primary(&t.cluster).await?.connect().await?;
+            crate::movement::indexes::restore_indexes(&mut conn, &Self::shard_table(&t), &defs).await?;
+            let _ = conn.disconnect().await;
+        }
+        Ok(())
     }
 
     /// Catches up once and checksums every shard at a consistent point, so
