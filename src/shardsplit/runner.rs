@@ -479,11 +479,21 @@ impl Runner {
         if defs.is_empty() {
             return Ok(());
         }
+        // One index build per shard, all at once: each is a sort of its
+        // shard's rows, and the servers have the cores for it.
+        let mut sessions = Vec::new();
         for t in self.targets() {
-            let mut conn = self.primary(&t.cluster).await?.connect().await?;
-            crate::movement::indexes::restore_indexes(&mut conn, &Self::shard_table(&t), &defs).await?;
-            let _ = conn.disconnect().await;
+            sessions.push((self.primary(&t.cluster).await?.connect().await?, Self::shard_table(&t)));
         }
+        let builds = sessions.into_iter().map(|(mut conn, shard)| {
+            let defs = defs.clone();
+            async move {
+                crate::movement::indexes::restore_indexes(&mut conn, &shard, &defs).await?;
+                let _ = conn.disconnect().await;
+                Ok::<_, WorkError>(())
+            }
+        });
+        futures::future::try_join_all(builds).await?;
         Ok(())
     }
 
