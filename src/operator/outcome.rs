@@ -10,11 +10,10 @@ use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 
 use super::context::Context;
-use super::spec_check::{self, Transition};
+use super::spec_check::Transition;
 use crate::error::{Error, Result};
-use crate::k8s::conditions::{self, Conditioned, Desired, UNKNOWN};
+use crate::k8s::conditions::{self, Conditioned, Desired};
 use crate::k8s::status::apply_status;
-use crate::validation::SpecErrors;
 
 /// The resource's namespace; every Switchyard kind is namespaced.
 pub fn namespace<K: Resource<DynamicType = ()>>(obj: &K) -> Result<String> {
@@ -57,43 +56,4 @@ where
 pub trait Stepped: Conditioned {
     fn step(&self) -> Option<&str>;
     fn set_step(&mut self, step: &str);
-}
-
-/// The whole reconcile of a kind whose work is not built yet: validate, then
-/// report `InvalidSpec`, or `SpecAccepted` saying plainly that nothing else
-/// happens. `work` names that work in the message.
-pub async fn validate_only<K, S>(
-    ctx: &Context,
-    obj: &K,
-    outcome: &'static str,
-    verdict: std::result::Result<(), SpecErrors>,
-    work: &str,
-) -> Result<()>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + HasStatus<Status = S>
-        + Clone
-        + DeserializeOwned
-        + Debug,
-    S: Stepped,
-{
-    let mut status = obj.status().cloned().unwrap_or_default();
-    let (desired, event) = match verdict {
-        Err(errors) => {
-            status.set_step("Invalid");
-            spec_check::invalid(outcome, &errors, status.conditions())
-        }
-        Ok(()) => {
-            status.set_step("Pending");
-            let d = Desired::new(
-                outcome,
-                UNKNOWN,
-                "SpecAccepted",
-                format!("spec is valid; {work} is not implemented in this release"),
-            );
-            let ev = spec_check::normal_if_news(status.conditions(), &d);
-            (d, ev)
-        }
-    };
-    record(ctx, obj, status, &[desired], event).await
 }
