@@ -3,6 +3,7 @@
 
 pub mod attempts;
 pub mod context;
+pub mod guard;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -3,6 +3,120 @@
 use super::*;
 use crate::k8s::finalizer;
 use crate::migration::controller::FENCE_FINALIZER;
+use crate::movement::BinlogPosition;
+use crate::operator::guard::{self, Guard, Guarded};
+
+/// One attempt's guarded part, in Migration's terms: the source is the
+/// fenced side, the target (the engine's apply, or the target's own
+/// replication) catches up.
+struct Attempt<'a> {
+    r: &'a mut Runner,
+    prepared: Arc<Prepared>,
+    /// Read under the fence.
+    position: Option<BinlogPosition>,
+}
+
+impl Guard for Attempt<'_> {
+    fn stop_requested(&self) -> bool {
+        self.r.stop.is_cancelled()
+    }
+
+    async fn enter(&mut self, step: guard::Step) -> Result<(), WorkError> {
+        let sub = match step {
+            guard::Step::Fence => SubStep::Fence,
+            guard::Step::CatchUp => SubStep::CatchUp,
+            guard::Step::Checksum => SubStep::Checksum,
+            // Nothing to prepare: the data source moves at the commit.
+            guard::Step::Prepare => return Ok(()),
+        };
+        self.r.at(sub).await
+    }
+
+    async fn fence(&mut self) -> Result<Option<String>, WorkError> {
+        let spec = self.r.res.obj.spec.clone();
+        let source = self.r.source().await?;
+        let mut src = source.connect_raw().await?;
+        let flavor = source.flavor(&mut src).await?;
+        let tables = self.r.tables();
+        let message = format!("switchyard: moved to MySQLCluster {}; writes here are refused", spec.target.cluster);
+        let fenced_at = jiff::Timestamp::now();
+        let outcome = fence::fence(&mut src, flavor, &tables, self.r.lock_wait(), &message).await;
+        let _ = src.disconnect().await;
+        match outcome? {
+            Fenced::Yes { position } => {
+                let s = self.r.switch();
+                s.fenced_at = Some(Time(fenced_at));
+                s.fence_position = Some(position.to_string());
+                self.position = Some(position);
+                Ok(None)
+            }
+            Fenced::Blocked { blockers } => {
+                let who = if blockers.is_empty() { "no session found".to_string() } else { blockers.join("; ") };
+                Ok(Some(format!(
+                    "the moved tables could not be locked within {} s; blocked by {who}",
+                    self.r.lock_wait().as_secs()
+                )))
+            }
+        }
+    }
+
+    async fn catch_up(&mut self) -> Result<Option<String>, WorkError> {
+        let position = self.position.clone().ok_or_else(|| WorkError::Inconsistent("no fence position".into()))?;
+        let late = || {
+            format!("the target did not reach the fence position {position} within {} s", self.r.lock_wait().as_secs())
+        };
+        let late = late();
+        if self.r.replication() {
+            let wait = replica::wait_for_position(
+                self.r.engine().await?.target_flavor,
+                &self.r.channel(),
+                &position,
+                self.r.lock_wait(),
+            );
+            let target = self.r.target().await?;
+            let mut tgt = target.connect_raw().await?;
+            let reached: Result<Option<Option<i64>>, _> = tgt.query_first(wait).await;
+            let _ = tgt.disconnect().await;
+            return match reached {
+                Ok(Some(Some(n))) if n >= 0 => Ok(None),
+                Ok(_) => Ok(Some(late)),
+                Err(e) => Err(WorkError::Sql { what: "waiting for the target to replicate".into(), source: e }),
+            };
+        }
+        let cp = task::checkpoint_from(self.r.res.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
+        let (_latest, reporter) = task::reporter();
+        let prepared = self.prepared.clone();
+        let apply =
+            async { prepared.apply(cp, Until::Position(position.clone()), &reporter).await.map_err(WorkError::from) };
+        match tokio::time::timeout(self.r.lock_wait(), apply).await {
+            Ok(Ok(cp)) => {
+                self.r.record(Some(cp), None);
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(Some(late)),
+        }
+    }
+
+    async fn verify(&mut self) -> Result<Option<String>, WorkError> {
+        let position = self.position.clone().unwrap_or_default();
+        let report = crate::movement::checksum::compare_fenced(&self.prepared, position).await?;
+        self.r.res.status.checksums = checksums(&report);
+        Ok((!report.is_equal()).then(|| differences(&report)))
+    }
+
+    async fn prepare(&mut self) -> Result<(), WorkError> {
+        Ok(())
+    }
+
+    async fn unfence(&mut self) -> Result<(), WorkError> {
+        self.r.unfence().await
+    }
+
+    async fn failed_attempt(&mut self, reason: String) -> Result<(), WorkError> {
+        self.r.failed_attempt(reason).await
+    }
+}
 
 impl Runner {
     /// Records `sub` as the attempt's place before doing it.
@@ -14,18 +128,6 @@ impl Runner {
             task::idle(&self.stop, hold).await;
         }
         Ok(())
-    }
-
-    /// Told to stop (shutdown, deletion) inside an attempt that can still
-    /// be undone: undo it now rather than leave the source fenced until the
-    /// next owner settles it. The status keeps saying Switching, so that
-    /// owner counts the attempt as interrupted.
-    async fn stopping(&mut self) -> Result<bool, WorkError> {
-        if !self.stop.is_cancelled() {
-            return Ok(false);
-        }
-        self.unfence().await?;
-        Ok(true)
     }
 
     pub(super) fn lock_wait(&self) -> Duration {
@@ -76,102 +178,15 @@ impl Runner {
             self.failed_attempt(format!("permission check: {}", problems.join("; "))).await?;
             return Ok(Flow::Continue);
         }
-
-        // 2. Fence.
-        self.at(SubStep::Fence).await?;
-        let tables = self.tables();
-        let message = format!("switchyard: moved to MySQLCluster {}; writes here are refused", spec.target.cluster);
-        let fenced_at = jiff::Timestamp::now();
-        let position = match fence::fence(&mut src, sf, &tables, self.lock_wait(), &message).await? {
-            Fenced::Yes { position } => position,
-            Fenced::Blocked { blockers } => {
-                let _ = src.disconnect().await;
-                let who = if blockers.is_empty() { "no session found".to_string() } else { blockers.join("; ") };
-                self.failed_attempt(format!(
-                    "the moved tables could not be locked within {} s; blocked by {who}",
-                    self.lock_wait().as_secs()
-                ))
-                .await?;
-                return Ok(Flow::Continue);
-            }
-        };
         let _ = src.disconnect().await;
-        {
-            let s = self.switch();
-            s.fenced_at = Some(Time(fenced_at));
-            s.fence_position = Some(position.to_string());
-        }
 
-        // 3. Catch up to the fence's position, bounded.
-        self.at(SubStep::CatchUp).await?;
-        if self.stopping().await? {
-            return Ok(Flow::Done);
+        // 2-4. Fence, catch up, checksum: the guard shared with ShardSplit.
+        let mut attempt = Attempt { r: self, prepared, position: None };
+        match guard::run(&mut attempt).await? {
+            Guarded::Ready => self.roll_forward(SubStep::SwitchDataSource).await,
+            Guarded::Failed => Ok(Flow::Continue),
+            Guarded::Stopped => Ok(Flow::Done),
         }
-        let caught = if self.replication() {
-            let wait = replica::wait_for_position(tf, &self.channel(), &position, self.lock_wait());
-            let mut tgt = target.connect_raw().await?;
-            let reached: Result<Option<Option<i64>>, _> = tgt.query_first(wait).await;
-            let _ = tgt.disconnect().await;
-            match reached {
-                Ok(Some(Some(n))) if n >= 0 => Ok(true),
-                Ok(_) => Ok(false),
-                Err(e) => Err(WorkError::Sql { what: "waiting for the target to replicate".into(), source: e }),
-            }
-        } else {
-            let cp = task::checkpoint_from(self.res.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
-            let (_latest, reporter) = task::reporter();
-            let apply = prepared.apply(cp, Until::Position(position.clone()), &reporter);
-            match tokio::time::timeout(self.lock_wait(), apply).await {
-                Ok(Ok(cp)) => {
-                    self.record(Some(cp), None);
-                    Ok(true)
-                }
-                Ok(Err(e)) => Err(e.into()),
-                Err(_) => Ok(false),
-            }
-        };
-        match caught {
-            Ok(true) => {}
-            Ok(false) => {
-                self.unfence().await?;
-                self.failed_attempt(format!(
-                    "the target did not reach the fence position {position} within {} s",
-                    self.lock_wait().as_secs()
-                ))
-                .await?;
-                return Ok(Flow::Continue);
-            }
-            Err(e) => return self.abandon(e).await,
-        }
-
-        // 4. Checksum every table.
-        self.at(SubStep::Checksum).await?;
-        if self.stopping().await? {
-            return Ok(Flow::Done);
-        }
-        let report = match crate::movement::checksum::compare_fenced(&prepared, position.clone()).await {
-            Ok(r) => r,
-            Err(e) => return self.abandon(e.into()).await,
-        };
-        self.res.status.checksums = checksums(&report);
-        if !report.is_equal() {
-            self.unfence().await?;
-            self.failed_attempt(format!("checksum mismatch: {}", differences(&report))).await?;
-            return Ok(Flow::Continue);
-        }
-        self.roll_forward(SubStep::SwitchDataSource).await
-    }
-
-    /// An error inside the fence: the source is unfenced and the error is
-    /// the attempt's failure. A permanent one (the engine met DDL, say)
-    /// still fails the migration.
-    pub(super) async fn abandon(&mut self, e: WorkError) -> Result<Flow, WorkError> {
-        self.unfence().await?;
-        if e.is_permanent() {
-            return Err(e);
-        }
-        self.failed_attempt(e.to_string()).await?;
-        Ok(Flow::Continue)
     }
 
     /// Sub-steps from `from` on; each is idempotent, so a restarted task

@@ -11,6 +11,7 @@ use crate::k8s::finalizer;
 use crate::movement::BinlogPosition;
 use crate::movement::fence::{self, Fenced};
 use crate::movement::snapshot;
+use crate::operator::guard::{self, Guard, Guarded};
 use crate::shardsplit::api::{AutoIncrementRanges, ReverseSync, SwitchReport};
 use crate::shardsplit::controller::SWITCH_FINALIZER;
 use crate::shardsplit::plan::SubStep;
@@ -21,6 +22,55 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 fn starting_at(at: BinlogPosition) -> Option<serde_json::Value> {
     let cp = Checkpoint { phase: crate::movement::Phase::Apply, applied: Some(at), ..Default::default() };
     serde_json::to_value(cp).ok()
+}
+
+/// One attempt's guarded part, in ShardSplit's terms: the fenced side is
+/// the old table going forward and the shards going back.
+struct Attempt<'a> {
+    r: &'a mut Runner,
+    direction: Direction,
+}
+
+impl Guard for Attempt<'_> {
+    fn stop_requested(&self) -> bool {
+        self.r.stop.is_cancelled()
+    }
+
+    async fn enter(&mut self, step: guard::Step) -> Result<(), WorkError> {
+        let sub = match step {
+            guard::Step::Fence => SubStep::Fence,
+            guard::Step::CatchUp => SubStep::CatchUp,
+            guard::Step::Checksum => SubStep::Checksum,
+            guard::Step::Prepare => SubStep::Prepare,
+        };
+        self.r.at(sub).await
+    }
+
+    async fn fence(&mut self) -> Result<Option<String>, WorkError> {
+        self.r.fence(self.direction).await
+    }
+
+    async fn catch_up(&mut self) -> Result<Option<String>, WorkError> {
+        let limit = self.r.lock_wait();
+        let late = || format!("the other side did not reach the fence position within {} s", limit.as_secs());
+        guard::within(limit, self.r.catch_up_to_fence(self.direction), late).await
+    }
+
+    async fn verify(&mut self) -> Result<Option<String>, WorkError> {
+        self.r.verify().await
+    }
+
+    async fn prepare(&mut self) -> Result<(), WorkError> {
+        self.r.prepare(self.direction).await
+    }
+
+    async fn unfence(&mut self) -> Result<(), WorkError> {
+        self.r.unfence(self.direction).await
+    }
+
+    async fn failed_attempt(&mut self, reason: String) -> Result<(), WorkError> {
+        self.r.failed_attempt(self.direction, reason).await
+    }
 }
 
 impl Runner {
@@ -41,15 +91,6 @@ impl Runner {
             task::idle(&self.stop, hold).await;
         }
         Ok(())
-    }
-
-    /// Told to stop inside an attempt that can still be undone: undo it now.
-    async fn stopping(&mut self, direction: Direction) -> Result<bool, WorkError> {
-        if !self.stop.is_cancelled() {
-            return Ok(false);
-        }
-        self.unfence(direction).await?;
-        Ok(true)
     }
 
     /// The tables an attempt in `direction` fences, by cluster.
@@ -103,7 +144,18 @@ impl Runner {
         self.enter(direction.attempt_step(), format!("{what}: attempt {n} of {}", spec.switch.max_attempts)).await?;
         finalizer::ensure(&self.res.api, &self.res.name(), SWITCH_FINALIZER, true).await?;
 
-        // 1. Fence the side applications leave.
+        // Fence, catch up, checksum, prepare: the guard shared with
+        // Migration's switch.
+        match guard::run(&mut Attempt { r: self, direction }).await? {
+            Guarded::Ready => self.roll_forward(direction, SubStep::FlipRouting).await,
+            Guarded::Failed => Ok(Flow::Continue),
+            Guarded::Stopped => Ok(Flow::Done),
+        }
+    }
+
+    /// Fences the side applications leave and records the positions.
+    async fn fence(&mut self, direction: Direction) -> Result<Option<String>, WorkError> {
+        let spec = self.res.obj.spec.clone();
         let fenced_at = jiff::Timestamp::now();
         let message = match direction {
             Direction::DualWrite => format!(
@@ -122,75 +174,33 @@ impl Runner {
             let (mut conn, flavor) = self.session(&cluster).await?;
             let outcome = fence::fence(&mut conn, flavor, &tables, self.lock_wait(), &message).await;
             let _ = conn.disconnect().await;
-            match outcome {
-                Ok(Fenced::Yes { position }) => {
+            match outcome? {
+                Fenced::Yes { position } => {
                     positions.push(format!("{cluster}={}:{}", position.file, position.position))
                 }
-                Ok(Fenced::Blocked { blockers }) => {
-                    self.unfence(direction).await?;
+                Fenced::Blocked { blockers } => {
                     let who = if blockers.is_empty() { "no session found".to_string() } else { blockers.join("; ") };
-                    let reason = format!(
+                    return Ok(Some(format!(
                         "{} could not be locked within {} s; blocked by {who}",
                         tables.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "),
                         self.lock_wait().as_secs()
-                    );
-                    self.failed_attempt(direction, reason).await?;
-                    return Ok(Flow::Continue);
+                    )));
                 }
-                Err(e) => return self.abandon(direction, e).await,
             }
         }
-        {
-            let s = self.report();
-            s.fenced_at = Some(Time(fenced_at));
-            s.fence_positions = positions;
-        }
+        let s = self.report();
+        s.fenced_at = Some(Time(fenced_at));
+        s.fence_positions = positions;
+        Ok(None)
+    }
 
-        // 2. Catch up to the fence, bounded.
-        self.at(SubStep::CatchUp).await?;
-        if self.stopping(direction).await? {
-            return Ok(Flow::Done);
-        }
-        let caught = tokio::time::timeout(self.lock_wait(), self.catch_up_to_fence(direction)).await;
-        match caught {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return self.abandon(direction, e).await,
-            Err(_) => {
-                self.unfence(direction).await?;
-                let reason =
-                    format!("the other side did not reach the fence position within {} s", self.lock_wait().as_secs());
-                self.failed_attempt(direction, reason).await?;
-                return Ok(Flow::Continue);
-            }
-        }
-
-        // 3. Every shard against the rows of the old table that route to it.
-        self.at(SubStep::Checksum).await?;
-        if self.stopping(direction).await? {
-            return Ok(Flow::Done);
-        }
+    /// Every shard against the rows of the old table that route to it.
+    async fn verify(&mut self) -> Result<Option<String>, WorkError> {
         let prepared = self.forward().await?.prepared.clone();
         let at = self.fence_positions().into_iter().next().map(|(_, p)| p).unwrap_or_default();
-        let report = match crate::movement::checksum::compare_fenced(&prepared, at).await {
-            Ok(r) => r,
-            Err(e) => return self.abandon(direction, e.into()).await,
-        };
+        let report = crate::movement::checksum::compare_fenced(&prepared, at).await?;
         self.shard_report(&report);
-        if !report.is_equal() {
-            self.unfence(direction).await?;
-            self.failed_attempt(direction, format!("checksum mismatch: {}", differences(&report))).await?;
-            return Ok(Flow::Continue);
-        }
-
-        // 4. What runs after the flip starts where the fence left things.
-        self.at(SubStep::Prepare).await?;
-        if self.stopping(direction).await? {
-            return Ok(Flow::Done);
-        }
-        if let Err(e) = self.prepare(direction).await {
-            return self.abandon(direction, e).await;
-        }
-        self.roll_forward(direction, SubStep::FlipRouting).await
+        Ok((!report.is_equal()).then(|| differences(&report)))
     }
 
     async fn catch_up_to_fence(&mut self, direction: Direction) -> Result<(), WorkError> {
@@ -296,17 +306,6 @@ impl Runner {
         self.res.status.auto_increment =
             Some(AutoIncrementRanges { column, base: base.to_string(), stride: stride.to_string() });
         Ok(())
-    }
-
-    /// An error inside the fence: unfence, and count it as the attempt's
-    /// failure (a permanent one still fails the split).
-    async fn abandon(&mut self, direction: Direction, e: WorkError) -> Result<Flow, WorkError> {
-        self.unfence(direction).await?;
-        if e.is_permanent() {
-            return Err(e);
-        }
-        self.failed_attempt(direction, e.to_string()).await?;
-        Ok(Flow::Continue)
     }
 
     /// Sub-steps from `from` on; each is idempotent, so a restarted task
