@@ -16,10 +16,10 @@ use mysql_async::prelude::Queryable;
 use serde_json::Value;
 use switchyard_e2e::harness::kubectl::{get_json, secret_value};
 use switchyard_e2e::harness::operator::Operator;
-use switchyard_e2e::harness::resource::{condition_is, events_of, get, patch_merge, wait_for, wait_step};
+use switchyard_e2e::harness::resource::{condition, condition_is, events_of, patch_merge, wait_for, wait_step};
 use switchyard_e2e::harness::routed::{self, Model, Place, RoutedWriter, Table};
 use switchyard_e2e::harness::writer::primary_ip;
-use switchyard_e2e::harness::{TestNamespace, apply_yaml, mysql, wait_until};
+use switchyard_e2e::harness::{TestNamespace, apply_yaml, mysql, wait_until, wait_until_async};
 
 const KIND: &str = "shardsplit";
 const POLL: Duration = Duration::from_millis(200);
@@ -137,26 +137,24 @@ fn routing_phase(ns: &str) -> anyhow::Result<String> {
 }
 
 /// Waits until the old table equals the union of the shards (a sync
-/// running in one direction or the other catches up).
+/// running in one direction or the other catches up); the timeout error
+/// names the differing keys.
 async fn converge(env: &Env, old: &Place, shards: &[Place]) -> anyhow::Result<Table> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_until_async("the old table to equal the union of the shards", Duration::from_secs(60), POLL, || async {
         let (a, b) = (env.rows(old).await?, env.union(shards).await?);
         if a == b {
-            return Ok(a);
+            return Ok(Some(a));
         }
-        if tokio::time::Instant::now() > deadline {
-            let only_old: Vec<_> = a.keys().filter(|k| !b.contains_key(k)).take(5).collect();
-            let only_shards: Vec<_> = b.keys().filter(|k| !a.contains_key(k)).take(5).collect();
-            let changed: Vec<_> = a.iter().filter(|(k, v)| b.get(k).is_some_and(|w| w != *v)).take(5).collect();
-            anyhow::bail!(
-                "old table ({} rows) and shards ({} rows) still differ: only old {only_old:?}, only shards {only_shards:?}, changed {changed:?}",
-                a.len(),
-                b.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        let only_old: Vec<_> = a.keys().filter(|k| !b.contains_key(k)).take(5).collect();
+        let only_shards: Vec<_> = b.keys().filter(|k| !a.contains_key(k)).take(5).collect();
+        let changed: Vec<_> = a.iter().filter(|(k, v)| b.get(k).is_some_and(|w| w != *v)).take(5).collect();
+        anyhow::bail!(
+            "old table ({} rows) and shards ({} rows) differ: only old {only_old:?}, only shards {only_shards:?}, changed {changed:?}",
+            a.len(),
+            b.len()
+        )
+    })
+    .await
 }
 
 /// Every row sits in the shard the rule names, by the server's CRC32().
@@ -403,10 +401,8 @@ async fn bad_input_is_refused_and_touches_nothing() -> anyhow::Result<()> {
                 ),
             ),
         )?;
-        let o = wait_for(&ns, KIND, name, "InvalidSpec", SPLIT_TIMEOUT, |o| {
-            switchyard_e2e::harness::resource::condition(o, "Succeeded").is_some_and(|c| c["reason"] == "InvalidSpec")
-        })?;
-        let message = switchyard_e2e::harness::resource::condition(&o, "Succeeded").unwrap()["message"].to_string();
+        let o = wait_for(&ns, KIND, name, "InvalidSpec", SPLIT_TIMEOUT, invalid_spec)?;
+        let message = condition(&o, "Succeeded").unwrap()["message"].to_string();
         ensure!(message.contains(why), "{name}: {message}");
         ensure!(events_of(&ns, name)?.contains("InvalidSpec"), "{name}: no InvalidSpec Event");
     }
@@ -418,9 +414,7 @@ async fn bad_input_is_refused_and_touches_nothing() -> anyhow::Result<()> {
              \x20 targets: {template: {table: \"taken_{shard}\"}}\n",
         ),
     )?;
-    let o = wait_for(&ns, KIND, "taken", "InvalidSpec", SPLIT_TIMEOUT, |o| {
-        switchyard_e2e::harness::resource::condition(o, "Succeeded").is_some_and(|c| c["reason"] == "InvalidSpec")
-    })?;
+    let o = wait_for(&ns, KIND, "taken", "InvalidSpec", SPLIT_TIMEOUT, invalid_spec)?;
     ensure!(o["status"]["conditions"].to_string().contains("different definition"), "{}", o["status"]);
     let one = kubectl_apply_fails(
         &ns,
@@ -433,11 +427,8 @@ async fn bad_input_is_refused_and_touches_nothing() -> anyhow::Result<()> {
     let refused_by = match one {
         Ok(message) => message,
         Err(_) => {
-            let o = wait_for(&ns, KIND, "one", "InvalidSpec", SPLIT_TIMEOUT, |o| {
-                switchyard_e2e::harness::resource::condition(o, "Succeeded")
-                    .is_some_and(|c| c["reason"] == "InvalidSpec")
-            })?;
-            o["status"].to_string()
+            let o = wait_for(&ns, KIND, "one", "InvalidSpec", SPLIT_TIMEOUT, invalid_spec)?;
+            condition(&o, "Succeeded").map(|c| c["message"].to_string()).unwrap_or_default()
         }
     };
     ensure!(refused_by.contains("shards"), "shards: 1 refused without saying why: {refused_by}");
@@ -447,10 +438,13 @@ async fn bad_input_is_refused_and_touches_nothing() -> anyhow::Result<()> {
     let triggers: Vec<String> = c.query("SELECT TRIGGER_NAME FROM information_schema.TRIGGERS").await?;
     ensure!(triggers.is_empty(), "{triggers:?}");
     ensure!(get_json(&ns, "configmap", ROUTING)?.is_none(), "a routing ConfigMap was published for a bad spec");
-    let _ = get(&ns, KIND, "taken")?;
     env.operator.take();
     env.ns.passed();
     Ok(())
+}
+
+fn invalid_spec(o: &Value) -> bool {
+    condition(o, "Succeeded").is_some_and(|c| c["reason"] == "InvalidSpec")
 }
 
 /// Ok(the API server's refusal) when `kubectl apply` fails.

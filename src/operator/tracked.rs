@@ -26,6 +26,10 @@ pub struct Tracked<K: HasStatus> {
     pub status: K::Status,
     /// The Events' action: what the task does ("SchemaChange", "Migrate").
     action: &'static str,
+    /// The status as last written. A task in a long steady state (in sync,
+    /// postponed, dual-write) passes twice a second; writing the same status
+    /// each time would only load the API server.
+    written: Option<K::Status>,
 }
 
 /// What re-reading the resource found.
@@ -39,7 +43,7 @@ pub enum Live {
 impl<K> Tracked<K>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + HasStatus + Clone + DeserializeOwned + Debug,
-    K::Status: Stepped + Serialize + Clone + Default,
+    K::Status: Stepped + Serialize + Clone + Default + PartialEq,
 {
     /// None for an object without a namespace (every Switchyard kind has one).
     pub fn new(ctx: Arc<Context>, obj: K, action: &'static str) -> Option<Tracked<K>> {
@@ -50,6 +54,7 @@ where
             obj,
             ctx,
             action,
+            written: None,
         })
     }
 
@@ -73,9 +78,15 @@ where
         self.status.set_observed_generation(generation);
     }
 
+    /// Writes the status, unless it is what this task last wrote (the task
+    /// is the status's only writer while it runs).
     pub async fn persist(&mut self) -> Result<(), WorkError> {
         self.status.set_observed_generation(self.obj.meta().generation);
+        if self.written.as_ref() == Some(&self.status) {
+            return Ok(());
+        }
         apply_status(&self.api, &self.name(), &self.status).await?;
+        self.written = Some(self.status.clone());
         Ok(())
     }
 

@@ -389,10 +389,22 @@ pub struct SwitchReport {
     /// How long the last successful attempt kept writes fenced, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fenced_millis: Option<i64>,
-    /// Binary log positions taken under the fence, one per fenced server
-    /// (`cluster=file:pos`).
+    /// Binary log positions taken under the fence, one per fenced server.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fence_positions: Vec<String>,
+    pub fence_positions: Vec<FencePosition>,
+}
+
+/// Where one fenced server's binary log stood under the fence: everything
+/// it acknowledged before is at or before this point.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FencePosition {
+    /// The MySQLCluster.
+    pub cluster: String,
+    /// Binary log file.
+    pub file: String,
+    /// Offset in that file.
+    pub position: i64,
 }
 
 /// Disjoint AUTO_INCREMENT ranges: shard i hands out ids from

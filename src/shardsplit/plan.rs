@@ -213,7 +213,13 @@ pub fn cancellable(step: Step, resume: Resume) -> bool {
 
 /// The switch gate for `direction`: postponing holds only the way forward;
 /// a rollback is never postponed (it is what the user asked for).
-pub fn gate(spec: &ShardSplitSpec, status: &ShardSplitStatus, direction: Direction, lag: Duration) -> Decision {
+pub fn gate(
+    spec: &ShardSplitSpec,
+    status: &ShardSplitStatus,
+    direction: Direction,
+    lag: Duration,
+    now: jiff::Timestamp,
+) -> Decision {
     let p = &spec.switch;
     let policy = Policy {
         postponed: direction == Direction::DualWrite && spec.postpone_completion,
@@ -231,7 +237,7 @@ pub fn gate(spec: &ShardSplitSpec, status: &ShardSplitStatus, direction: Directi
     } else {
         Record { attempts: 0, retry: p.retry, next_attempt: None }
     };
-    attempts::decide(&policy, &record, lag, jiff::Timestamp::now())
+    attempts::decide(&policy, &record, lag, now)
 }
 
 pub fn backoff(spec: &ShardSplitSpec, n: i32) -> Duration {
@@ -392,19 +398,23 @@ mod tests {
         }
     }
 
+    fn now() -> jiff::Timestamp {
+        "2026-11-21T10:00:00Z".parse().unwrap()
+    }
+
     #[test]
     fn postponing_holds_only_the_way_forward_and_attempts_count_per_direction() {
         let mut s = spec(Algorithm::Hash, vec![]);
         s.postpone_completion = true;
         let mut st = status("ReadyToComplete", None);
-        assert_eq!(gate(&s, &st, Direction::DualWrite, Duration::ZERO), Decision::Postponed);
-        assert_eq!(gate(&s, &st, Direction::Source, Duration::ZERO), Decision::Attempt);
+        assert_eq!(gate(&s, &st, Direction::DualWrite, Duration::ZERO, now()), Decision::Postponed);
+        assert_eq!(gate(&s, &st, Direction::Source, Duration::ZERO, now()), Decision::Attempt);
         s.postpone_completion = false;
         st.switch = Some(SwitchReport { attempts: 5, direction: Some("DualWrite".into()), ..Default::default() });
-        assert_eq!(gate(&s, &st, Direction::DualWrite, Duration::ZERO), Decision::Exhausted);
-        assert_eq!(gate(&s, &st, Direction::Source, Duration::ZERO), Decision::Attempt);
+        assert_eq!(gate(&s, &st, Direction::DualWrite, Duration::ZERO, now()), Decision::Exhausted);
+        assert_eq!(gate(&s, &st, Direction::Source, Duration::ZERO, now()), Decision::Attempt);
         assert!(matches!(
-            gate(&s, &status("x", None), Direction::Source, Duration::from_secs(9)),
+            gate(&s, &status("x", None), Direction::Source, Duration::from_secs(9), now()),
             Decision::LagTooHigh { .. }
         ));
     }

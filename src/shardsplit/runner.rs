@@ -27,7 +27,7 @@ use super::plan::{self, Direction, Resume, Step};
 use super::routing::{self, Phase};
 use super::validate::resolve_targets;
 use crate::api::Progress;
-use crate::cluster::access::{self, Unavailable};
+use crate::cluster::access;
 use crate::k8s::conditions::{self, Desired, FALSE, TRUE, UNKNOWN};
 use crate::movement::apply::Until;
 use crate::movement::{
@@ -35,7 +35,6 @@ use crate::movement::{
     prereq,
 };
 use crate::mysql::Flavor;
-use crate::mysql::sql::quote;
 use crate::operator::attempts::Decision;
 use crate::operator::context::Context;
 use crate::operator::spec_check;
@@ -53,21 +52,14 @@ const MIN_BINLOG_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 pub async fn run(ctx: Arc<Context>, obj: ShardSplit, stop: CancellationToken) {
     let Some(res) = Tracked::new(ctx, obj, "Split") else { return };
-    let mut r = Runner { res, stop, forward: None, reverse: Vec::new(), recording: Recording::Forward };
-    task::run(&mut r).await;
+    task::run(&mut Runner::new(res, stop)).await;
 }
 
 /// Takes down the fence of an attempt a stopped task left (the controller's
 /// part of a deletion).
 pub async fn undo(ctx: Arc<Context>, obj: ShardSplit) -> Result<(), WorkError> {
     let Some(res) = Tracked::new(ctx, obj, "Split") else { return Ok(()) };
-    let mut r = Runner {
-        res,
-        stop: CancellationToken::new(),
-        forward: None,
-        reverse: Vec::new(),
-        recording: Recording::Forward,
-    };
+    let mut r = Runner::new(res, CancellationToken::new());
     match plan::resume(&r.res.status) {
         Resume::Undo(direction) => r.unfence(direction).await,
         _ => Ok(()),
@@ -162,6 +154,10 @@ impl task::Passes for Runner {
 }
 
 impl Runner {
+    fn new(res: Tracked<ShardSplit>, stop: CancellationToken) -> Runner {
+        Runner { res, stop, forward: None, reverse: Vec::new(), recording: Recording::Forward }
+    }
+
     fn step(&self) -> Step {
         Step::parse(self.res.status.step.as_deref())
     }
@@ -344,13 +340,8 @@ impl Runner {
     /// keys were refused before, so the definition carries no constraint
     /// names that would clash between shards of one schema.
     async fn create_shards(&mut self) -> Result<Flow, WorkError> {
-        let spec = self.res.obj.spec.clone();
         let old = self.old_table();
-        let (mut src, _) = self.session(&spec.source.cluster).await?;
-        let ddl: Option<(String, String)> =
-            src.query_first(format!("SHOW CREATE TABLE {}", old.sql())).await.doing(|| format!("reading {old}"))?;
-        let _ = src.disconnect().await;
-        let ddl = ddl.map(|(_, d)| d).ok_or_else(|| WorkError::Inconsistent(format!("{old} is gone")))?;
+        let ddl = self.old_definition().await?;
         for t in self.targets() {
             let shard = Self::shard_table(&t);
             let create = checks::create_like(&ddl, &shard)
@@ -464,16 +455,22 @@ impl Runner {
         Ok(Flow::Continue)
     }
 
+    /// The old table's `SHOW CREATE TABLE`: the shards' definition, and the
+    /// record of which indexes they were created without.
+    async fn old_definition(&self) -> Result<String, WorkError> {
+        let old = self.old_table();
+        let (mut src, _) = self.session(&self.res.obj.spec.source.cluster).await?;
+        let ddl: Option<(String, String)> =
+            src.query_first(format!("SHOW CREATE TABLE {}", old.sql())).await.doing(|| format!("reading {old}"))?;
+        let _ = src.disconnect().await;
+        ddl.map(|(_, d)| d).ok_or_else(|| WorkError::Inconsistent(format!("{old} is gone")))
+    }
+
     /// Builds in every shard the secondary indexes of the old table it
     /// lacks (left out for the copy). The old table's definition is the
     /// record, so nothing about the deferral is kept in status.
     async fn restore_indexes(&mut self) -> Result<(), WorkError> {
-        let old = self.old_table();
-        let (mut src, _) = self.session(&self.res.obj.spec.source.cluster.clone()).await?;
-        let ddl: Option<(String, String)> =
-            src.query_first(format!("SHOW CREATE TABLE {}", old.sql())).await.doing(|| format!("reading {old}"))?;
-        let _ = src.disconnect().await;
-        let definition = ddl.map(|(_, d)| d).unwrap_or_default();
+        let definition = self.old_definition().await?;
         let defs: Vec<String> =
             crate::movement::indexes::deferrable_indexes(&definition).into_iter().map(|(_, d)| d).collect();
         if defs.is_empty() {
@@ -649,7 +646,8 @@ impl Runner {
         } else {
             self.step()
         };
-        match plan::gate(&spec, &self.res.status, direction, lag) {
+        let now = jiff::Timestamp::now();
+        match plan::gate(&spec, &self.res.status, direction, lag, now) {
             Decision::Postponed => {
                 self.res.set(&[Desired::new(
                     READY_TO_COMPLETE,
@@ -698,7 +696,7 @@ impl Runner {
                     format!("next attempt at {until}"),
                 )]);
                 self.enter(resting, "backing off".into()).await?;
-                let left = until.duration_since(jiff::Timestamp::now()).unsigned_abs();
+                let left = until.duration_since(now).unsigned_abs();
                 self.idle(left.min(IDLE)).await;
             }
             Decision::Attempt => return self.attempt(direction).await,
@@ -744,27 +742,4 @@ fn differences(report: &ChecksumReport) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// `quote` re-exported for the sibling modules' SQL.
-fn lit(s: &str) -> String {
-    quote(s)
-}
-
-/// The prerequisites the reverse sync needs on a shard cluster.
-async fn binlog_ready(conn: &mut Conn, name: &str, flavor: Flavor) -> Result<Option<String>, WorkError> {
-    match prereq::verify(conn, name, flavor, MIN_BINLOG_RETENTION).await {
-        Ok(()) => Ok(None),
-        Err(e) if e.is_permanent() => Ok(Some(e.to_string())),
-        Err(e) => Err(e.into()),
-    }
-}
-
-impl From<Unavailable> for checks::Preflight {
-    fn from(u: Unavailable) -> Self {
-        match u {
-            Unavailable::NoCluster(_) | Unavailable::Credentials { .. } => checks::Preflight::Invalid(u.to_string()),
-            other => checks::Preflight::Waiting(other.to_string()),
-        }
-    }
 }

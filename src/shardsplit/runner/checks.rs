@@ -3,6 +3,8 @@
 //! that may already exist.
 
 use super::*;
+use crate::cluster::access::Unavailable;
+use crate::mysql::sql::quote as lit;
 use crate::shardsplit::api::Algorithm;
 
 /// Why a split stays Pending.
@@ -19,6 +21,24 @@ impl From<WorkError> for Preflight {
             WorkError::Unavailable(u) => u.into(),
             other => Preflight::Waiting(other.to_string()),
         }
+    }
+}
+
+impl From<Unavailable> for Preflight {
+    fn from(u: Unavailable) -> Self {
+        match u {
+            Unavailable::NoCluster(_) | Unavailable::Credentials { .. } => Preflight::Invalid(u.to_string()),
+            other => Preflight::Waiting(other.to_string()),
+        }
+    }
+}
+
+/// What the engine's binlog reader lacks on a server, if anything.
+async fn binlog_ready(conn: &mut Conn, name: &str, flavor: Flavor) -> Result<Option<String>, WorkError> {
+    match prereq::verify(conn, name, flavor, MIN_BINLOG_RETENTION).await {
+        Ok(()) => Ok(None),
+        Err(e) if e.is_permanent() => Ok(Some(e.to_string())),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -11,8 +11,9 @@ use crate::k8s::finalizer;
 use crate::movement::BinlogPosition;
 use crate::movement::fence::{self, Fenced};
 use crate::movement::snapshot;
+use crate::mysql::sql::quote as lit;
 use crate::operator::guard::{self, Guard, Guarded};
-use crate::shardsplit::api::{AutoIncrementRanges, ReverseSync, SwitchReport};
+use crate::shardsplit::api::{AutoIncrementRanges, FencePosition, ReverseSync, SwitchReport};
 use crate::shardsplit::controller::SWITCH_FINALIZER;
 use crate::shardsplit::plan::SubStep;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -103,15 +104,8 @@ impl Runner {
 
     /// The fence positions of the attempt in flight, by cluster.
     fn fence_positions(&self) -> Vec<(String, BinlogPosition)> {
-        let recorded = self.res.status.switch.as_ref().map(|s| s.fence_positions.clone()).unwrap_or_default();
-        recorded
-            .iter()
-            .filter_map(|entry| {
-                let (cluster, pos) = entry.split_once('=')?;
-                let (file, offset) = pos.split_once(':')?;
-                Some((cluster.to_string(), BinlogPosition::new(file, offset.split(' ').next()?.parse().ok()?)))
-            })
-            .collect()
+        let recorded = self.res.status.switch.as_ref().map(|s| s.fence_positions.as_slice()).unwrap_or_default();
+        recorded.iter().map(|p| (p.cluster.clone(), BinlogPosition::new(&p.file, p.position.max(0) as u64))).collect()
     }
 
     pub(super) async fn attempt(&mut self, direction: Direction) -> Result<Flow, WorkError> {
@@ -175,9 +169,11 @@ impl Runner {
             let outcome = fence::fence(&mut conn, flavor, &tables, self.lock_wait(), &message).await;
             let _ = conn.disconnect().await;
             match outcome? {
-                Fenced::Yes { position } => {
-                    positions.push(format!("{cluster}={}:{}", position.file, position.position))
-                }
+                Fenced::Yes { position } => positions.push(FencePosition {
+                    cluster: cluster.clone(),
+                    file: position.file,
+                    position: position.position as i64,
+                }),
                 Fenced::Blocked { blockers } => {
                     let who = if blockers.is_empty() { "no session found".to_string() } else { blockers.join("; ") };
                     return Ok(Some(format!(
