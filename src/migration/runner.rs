@@ -404,6 +404,7 @@ impl Runner {
                     throttle: self.res.obj.spec.throttle.clone(),
                     server_id: task::reader_server_id(&self.res.obj.uid().unwrap_or_default()),
                     min_binlog_retention: MIN_BINLOG_RETENTION,
+                    owns_targets: true,
                     ..Options::default()
                 },
             };

@@ -106,6 +106,19 @@ pub fn classify(default_schema: &str, query: &str, moved: &[TableName]) -> State
     if is_trigger_ddl(&lower) {
         return Statement::Other;
     }
+    // A DDL statement that names the one table it changes is judged by that
+    // name alone: the operator's own `ALTER TABLE _tag_new ADD KEY tag` on
+    // a table called `tag` must not read as DDL on `tag`.
+    if let Some((schema, table)) = altered_table(&lower) {
+        let schema = schema.unwrap_or_else(|| default_schema.to_ascii_lowercase());
+        return match moved
+            .iter()
+            .find(|t| t.schema.eq_ignore_ascii_case(&schema) && t.table.eq_ignore_ascii_case(&table))
+        {
+            Some(t) => Statement::TouchesMoved(t.to_string()),
+            None => Statement::Other,
+        };
+    }
     for t in moved {
         let in_schema =
             default_schema.eq_ignore_ascii_case(&t.schema) || mentions(&lower, &t.schema.to_ascii_lowercase());
@@ -114,6 +127,73 @@ pub fn classify(default_schema: &str, query: &str, moved: &[TableName]) -> State
         }
     }
     Statement::Other
+}
+
+/// The table of `ALTER TABLE t …` (without a RENAME, which names a second
+/// table) or of `CREATE/DROP INDEX i ON t`, as (schema, table) in lower
+/// case. Anything else is `None` and is matched by every name it mentions.
+fn altered_table(lower: &str) -> Option<(Option<String>, String)> {
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    // The text after the first `n` words.
+    let after = |n: usize| {
+        let mut rest = lower.trim_start();
+        for _ in 0..n {
+            rest = rest.split_once(char::is_whitespace)?.1.trim_start();
+        }
+        Some(rest)
+    };
+    match words.first()? {
+        &"alter" => {
+            let mut i = 1;
+            while matches!(words.get(i), Some(&"online") | Some(&"offline") | Some(&"ignore")) {
+                i += 1;
+            }
+            if words.get(i) != Some(&"table") || lower.contains("rename") {
+                return None;
+            }
+            qualified_name(after(i + 1)?)
+        }
+        &"create" | &"drop" => {
+            let index = words.iter().position(|w| *w == "index")?;
+            if !words[1..index].iter().all(|w| matches!(*w, "unique" | "fulltext" | "spatial" | "online" | "offline")) {
+                return None;
+            }
+            let on = words.iter().position(|w| *w == "on")?;
+            qualified_name(after(on + 1)?)
+        }
+        _ => None,
+    }
+}
+
+/// `` `s`.`t` ``, `s.t`, `` `t` `` or `t` at the start of `text`.
+fn qualified_name(text: &str) -> Option<(Option<String>, String)> {
+    fn ident(text: &str) -> Option<(String, &str)> {
+        if let Some(rest) = text.strip_prefix('`') {
+            let mut name = String::new();
+            let mut chars = rest.char_indices();
+            while let Some((i, c)) = chars.next() {
+                if c == '`' {
+                    if rest[i + 1..].starts_with('`') {
+                        name.push('`');
+                        chars.next();
+                    } else {
+                        return Some((name, &rest[i + 1..]));
+                    }
+                } else {
+                    name.push(c);
+                }
+            }
+            None
+        } else {
+            let end = text.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')).unwrap_or(text.len());
+            (end > 0).then(|| (text[..end].to_string(), &text[end..]))
+        }
+    }
+    let (first, rest) = ident(text)?;
+    match rest.strip_prefix('.') {
+        Some(rest) => ident(rest).map(|(table, _)| (Some(first), table)),
+        None => Some((None, first)),
+    }
 }
 
 /// `CREATE [OR REPLACE] [DEFINER=...] TRIGGER ...` or `DROP TRIGGER ...`.
@@ -177,6 +257,16 @@ pub fn normalize(value: BinlogValue<'_>, column: &Column) -> Result<Value> {
             Ok(1900) => Value::Int(0),
             Ok(y) => Value::Int(y),
             Err(_) => Value::Bytes(b),
+        },
+        // BINARY(n) arrives without its trailing 0x00 bytes. Unpadded, a
+        // key like 0xAB00 would be written and matched as 0xAB: a DELETE or
+        // key UPDATE by it misses, and the hash router routes it elsewhere.
+        (Kind::Binary, Value::Bytes(mut b)) => match column.fixed_binary_len() {
+            Some(n) if b.len() < n => {
+                b.resize(n, 0);
+                Value::Bytes(b)
+            }
+            _ => Value::Bytes(b),
         },
         (_, v) => v,
     })
@@ -480,6 +570,30 @@ mod tests {
             "another schema's orders"
         );
         assert_eq!(classify("shop", "CREATE TABLE t (id INT)", &moved), Statement::Other);
+        assert_eq!(
+            classify("shop", "CREATE INDEX i ON `shop`.`orders` (x)", &moved),
+            Statement::TouchesMoved("shop.orders".into())
+        );
+        assert_eq!(
+            classify("shop", "ALTER TABLE other RENAME TO orders", &moved),
+            Statement::TouchesMoved("shop.orders".into()),
+            "a rename names a second table"
+        );
+    }
+
+    #[test]
+    fn ddl_is_judged_by_the_table_it_changes_not_its_index_names() {
+        let moved = [TableName::new("edge", "tag")];
+        assert_eq!(classify("x", "ALTER TABLE `edge`.`_tag_new` ADD KEY `tag` (`tag`)", &moved), Statement::Other);
+        assert_eq!(classify("edge", "CREATE INDEX tag ON _tag_new (tag)", &moved), Statement::Other);
+        assert_eq!(classify("edge", "DROP INDEX tag ON `_tag_new`", &moved), Statement::Other);
+        assert_eq!(
+            classify("x", "ALTER ONLINE TABLE `edge`.`tag` ADD KEY k (tag)", &moved),
+            Statement::TouchesMoved("edge.tag".into())
+        );
+        assert_eq!(classify("edge", "ALTER TABLE `t``ag` ADD x INT", &moved), Statement::Other);
+        assert_eq!(qualified_name("`a``b`.`c` add"), Some((Some("a`b".into()), "c".into())));
+        assert_eq!(qualified_name("tag add key"), Some((None, "tag".into())));
     }
 
     #[test]
@@ -520,5 +634,18 @@ mod tests {
             Value::Int(1),
             "the encoder maps indexes"
         );
+    }
+
+    #[test]
+    fn fixed_binary_values_get_their_trailing_zeros_back() {
+        let mut k = column("k", Kind::Binary);
+        k.column_type = "binary(4)".into();
+        let raw = |b: &[u8]| BinlogValue::Value(Value::Bytes(b.to_vec()));
+        assert_eq!(normalize(raw(&[0xab]), &k).unwrap(), Value::Bytes(vec![0xab, 0, 0, 0]));
+        assert_eq!(normalize(raw(&[]), &k).unwrap(), Value::Bytes(vec![0, 0, 0, 0]));
+        assert_eq!(normalize(raw(&[1, 2, 3, 4]), &k).unwrap(), Value::Bytes(vec![1, 2, 3, 4]));
+        let mut v = column("v", Kind::Binary);
+        v.column_type = "varbinary(4)".into();
+        assert_eq!(normalize(raw(&[0xab]), &v).unwrap(), Value::Bytes(vec![0xab]), "VARBINARY keeps its length");
     }
 }

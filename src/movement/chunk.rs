@@ -33,10 +33,14 @@ fn compare(columns: &[&str], kinds: &[&Kind], values: &[Value], last_op: &str) -
         terms.push(format!("{} {op} {}", quote_ident(columns[i]), lit(&values[i], kinds[i])));
         alternatives.push(terms.join(" AND "));
     }
+    // The whole disjunction is parenthesised: callers join a lower and an
+    // upper bound with AND, which binds tighter than OR. Without the outer
+    // parentheses `lo AND hi` reads as `a OR (b AND c) OR d`, a superset
+    // that makes every chunk re-read every row above its lower bound.
     if alternatives.len() == 1 {
         alternatives.pop().unwrap_or_default()
     } else {
-        format!("({})", alternatives.join(") OR ("))
+        format!("(({}))", alternatives.join(") OR ("))
     }
 }
 
@@ -105,9 +109,99 @@ mod tests {
     fn composite_predicates_expand() {
         let t = Kind::Text { charset: "utf8mb4".into() };
         let got = after(&["a", "b"], &[&int(), &t], &[Value::Int(1), Value::Bytes(b"x".to_vec())]);
-        assert_eq!(got, "(`a` > 1) OR (`a` = 1 AND `b` > 'x')");
+        assert_eq!(got, "((`a` > 1) OR (`a` = 1 AND `b` > 'x'))");
         let got = upto(&["a", "b", "c"], &[&int(), &int(), &int()], &[Value::Int(1), Value::Int(2), Value::Int(3)]);
-        assert_eq!(got, "(`a` < 1) OR (`a` = 1 AND `b` < 2) OR (`a` = 1 AND `b` = 2 AND `c` <= 3)");
+        assert_eq!(got, "((`a` < 1) OR (`a` = 1 AND `b` < 2) OR (`a` = 1 AND `b` = 2 AND `c` <= 3))");
+    }
+
+    /// Evaluates the predicates this module writes (backquoted columns,
+    /// integer literals, comparisons, AND, OR, parentheses) with SQL's
+    /// precedence, against one row.
+    fn eval(sql: &str, row: &[(&str, i64)]) -> bool {
+        let mut tokens = Vec::new();
+        let mut rest = sql.trim();
+        while !rest.is_empty() {
+            let (tok, tail) = if let Some(t) = rest.strip_prefix('`') {
+                let end = t.find('`').expect("closing backquote");
+                (&rest[..end + 2], &t[end + 1..])
+            } else if rest.starts_with(['(', ')']) {
+                rest.split_at(1)
+            } else {
+                let end = rest.find([' ', '(', ')']).unwrap_or(rest.len());
+                rest.split_at(end)
+            };
+            tokens.push(tok);
+            rest = tail.trim_start();
+        }
+        let mut pos = 0;
+        let value = parse_or(&tokens, &mut pos, row);
+        assert_eq!(pos, tokens.len(), "trailing tokens in {sql}");
+        value
+    }
+
+    fn parse_or(t: &[&str], pos: &mut usize, row: &[(&str, i64)]) -> bool {
+        let mut v = parse_and(t, pos, row);
+        while t.get(*pos) == Some(&"OR") {
+            *pos += 1;
+            v |= parse_and(t, pos, row);
+        }
+        v
+    }
+
+    fn parse_and(t: &[&str], pos: &mut usize, row: &[(&str, i64)]) -> bool {
+        let mut v = parse_atom(t, pos, row);
+        while t.get(*pos) == Some(&"AND") {
+            *pos += 1;
+            v &= parse_atom(t, pos, row);
+        }
+        v
+    }
+
+    fn parse_atom(t: &[&str], pos: &mut usize, row: &[(&str, i64)]) -> bool {
+        if t[*pos] == "(" {
+            *pos += 1;
+            let v = parse_or(t, pos, row);
+            assert_eq!(t[*pos], ")");
+            *pos += 1;
+            return v;
+        }
+        let col = t[*pos].trim_matches('`');
+        let lhs = row.iter().find(|(c, _)| *c == col).expect("known column").1;
+        let rhs: i64 = t[*pos + 2].parse().expect("integer literal");
+        let v = match t[*pos + 1] {
+            "=" => lhs == rhs,
+            "<" => lhs < rhs,
+            "<=" => lhs <= rhs,
+            ">" => lhs > rhs,
+            op => panic!("unexpected operator {op}"),
+        };
+        *pos += 3;
+        v
+    }
+
+    #[test]
+    fn composite_ranges_select_exactly_the_rows_between_their_bounds() {
+        let cols = ["a", "b", "c"];
+        let kinds = [&int(), &int(), &int()];
+        let grid: Vec<[i64; 3]> =
+            (0..4).flat_map(|a| (0..4).flat_map(move |b| (0..4).map(move |c| [a, b, c]))).collect();
+        let v = |k: &[i64; 3]| k.iter().map(|&x| Value::Int(x)).collect::<Vec<_>>();
+        for width in 1..=3 {
+            let cols = &cols[..width];
+            let kinds = &kinds[..width];
+            for lo in grid.iter().step_by(5) {
+                for hi in grid.iter().step_by(7) {
+                    let range =
+                        format!("{} AND {}", after(cols, kinds, &v(lo)[..width]), upto(cols, kinds, &v(hi)[..width]));
+                    for row in &grid {
+                        let named: Vec<(&str, i64)> = cols.iter().copied().zip(row.iter().copied()).collect();
+                        let key = &row[..width];
+                        let want = key > &lo[..width] && key <= &hi[..width];
+                        assert_eq!(eval(&range, &named), want, "{range} for {row:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -61,6 +61,9 @@ pub async fn run(p: &Prepared, mut cp: Checkpoint, report: &Reporter) -> Result<
         .filter(|&i| !cp.table(&p.routes[i].source.name.to_string()).is_some_and(|t| t.done))
         .collect();
     if !pending.is_empty() {
+        if cp.snapshot.is_none() && p.job.options.owns_targets {
+            empty_targets(p, &pending).await?;
+        }
         let names: Vec<_> = pending.iter().map(|&i| &p.routes[i].source.name).collect();
         let snap = snapshot::take(&p.job.source, p.flavor, &names, pending.len()).await?;
         if cp.snapshot.is_none() {
@@ -78,6 +81,24 @@ pub async fn run(p: &Prepared, mut cp: Checkpoint, report: &Reporter) -> Result<
     }
     report(Report::Checkpoint(cp.clone()));
     Ok(cp)
+}
+
+/// With no snapshot position recorded, nothing on the targets is covered
+/// by a change apply: rows that an earlier, unrecorded start copied (its
+/// operator killed before the checkpoint was persisted) may since have been
+/// deleted or changed at the source, before the snapshot this start takes,
+/// and no event after it would correct them. So the targets start empty.
+async fn empty_targets(p: &Prepared, pending: &[usize]) -> Result<()> {
+    let mut tables: Vec<(usize, &super::TableName)> =
+        pending.iter().flat_map(|&i| p.routes[i].targets.iter().map(|t| (t.endpoint, &t.table))).collect();
+    tables.sort();
+    tables.dedup();
+    for (ep, table) in tables {
+        let mut conn = p.job.targets[ep].connect().await?;
+        conn.query_drop(format!("DELETE FROM {}", table.sql())).await.at(&p.job.targets[ep].name)?;
+        let _ = conn.disconnect().await;
+    }
+    Ok(())
 }
 
 async fn copy_tables(

@@ -22,6 +22,7 @@ pub mod checksum;
 pub mod chunk;
 pub mod cli;
 pub mod copy;
+pub mod counter;
 pub mod endpoint;
 pub mod error;
 pub mod fence;
@@ -81,6 +82,11 @@ pub struct Options {
     pub min_binlog_retention: Duration,
     /// How often checkpoints and progress are reported.
     pub report_every: Duration,
+    /// The targets were made for this movement and hold nothing else, so a
+    /// copy that starts with no snapshot position recorded may empty them
+    /// first (see `copy::run`). Off for `switchyard move`, whose targets
+    /// are the user's.
+    pub owns_targets: bool,
 }
 
 impl Default for Options {
@@ -92,6 +98,7 @@ impl Default for Options {
             max_chunk_bytes: 4 << 20,
             throttle: Throttle::default(),
             replicas: vec![],
+            owns_targets: false,
             server_id: 4_000_000_001,
             min_binlog_retention: Duration::from_secs(24 * 3600),
             report_every: Duration::from_secs(1),

@@ -204,9 +204,26 @@ pub fn choose_key(columns: &[Column], indexes: &[IndexColumn]) -> Option<Vec<usi
     None
 }
 
+/// A column the server computes. MySQL also lists `DEFAULT_GENERATED` in
+/// EXTRA for a plain column with an expression default (`DEFAULT
+/// CURRENT_TIMESTAMP`): that one holds stored, writable data and must be
+/// copied like any other.
 fn generated(extra: &str) -> bool {
-    let e = extra.to_ascii_uppercase();
+    let e = extra.to_ascii_uppercase().replace("DEFAULT_GENERATED", "");
     e.contains("GENERATED") || e.contains("VIRTUAL") || e.contains("PERSISTENT") || e.contains("STORED")
+}
+
+impl Column {
+    /// `n` for a `BINARY(n)` column. Its values are right-padded with 0x00
+    /// to `n` bytes when stored, but row events carry them with the
+    /// trailing zero bytes stripped.
+    pub fn fixed_binary_len(&self) -> Option<usize> {
+        if self.kind != Kind::Binary {
+            return None;
+        }
+        let t = self.column_type.trim().to_ascii_lowercase();
+        t.strip_prefix("binary(")?.strip_suffix(')')?.trim().parse().ok()
+    }
 }
 
 /// Reads a table's definition from information_schema.
@@ -272,6 +289,31 @@ pub(crate) mod tests {
 
     pub fn column(name: &str, kind: Kind) -> Column {
         Column { name: name.into(), kind, column_type: String::new(), nullable: false, generated: false }
+    }
+
+    #[test]
+    fn default_generated_columns_hold_data() {
+        assert!(!generated("DEFAULT_GENERATED"));
+        assert!(!generated("DEFAULT_GENERATED on update CURRENT_TIMESTAMP"));
+        assert!(!generated("auto_increment"));
+        assert!(!generated(""));
+        assert!(generated("VIRTUAL GENERATED"));
+        assert!(generated("STORED GENERATED"));
+        assert!(generated("PERSISTENT GENERATED"));
+    }
+
+    #[test]
+    fn fixed_binary_length_is_read_from_the_declared_type() {
+        let mut c = column("k", Kind::Binary);
+        c.column_type = "binary(16)".into();
+        assert_eq!(c.fixed_binary_len(), Some(16));
+        c.column_type = "varbinary(16)".into();
+        assert_eq!(c.fixed_binary_len(), None);
+        c.column_type = "blob".into();
+        assert_eq!(c.fixed_binary_len(), None);
+        let mut t = column("k", Kind::Text { charset: "utf8mb4".into() });
+        t.column_type = "char(16)".into();
+        assert_eq!(t.fixed_binary_len(), None);
     }
 
     #[test]

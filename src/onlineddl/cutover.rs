@@ -26,7 +26,7 @@ use super::sql::{self, LockView};
 use super::table;
 use crate::movement::TableName;
 use crate::movement::apply::Until;
-use crate::movement::{Checkpoint, Endpoint, Prepared, Reporter, snapshot};
+use crate::movement::{Checkpoint, Endpoint, Prepared, Reporter, counter, fence, snapshot};
 use crate::mysql::Flavor;
 use crate::operator::work_error::{Doing, WorkError};
 
@@ -63,7 +63,13 @@ pub async fn attempt(
     cp: Checkpoint,
     report: &Reporter,
 ) -> Result<Outcome, WorkError> {
+    let lock_secs = a.lock_wait.as_secs().max(1);
     let mut ctl = a.endpoint.connect_raw().await?;
+    // The control session's own metadata waits (the counter's ALTER on the
+    // shadow) are bounded like the lock's.
+    ctl.query_drop(format!("SET SESSION lock_wait_timeout = {lock_secs}"))
+        .await
+        .doing(|| "setting lock_wait_timeout".into())?;
     let blockers = table::blockers(&mut ctl, a.lock_view, a.table).await?;
     if !blockers.is_empty() {
         return Ok(Outcome::Failed {
@@ -73,12 +79,8 @@ pub async fn attempt(
         });
     }
     table::drop_sentry(&mut ctl, a.sentry).await?;
-    let lock_secs = a.lock_wait.as_secs().max(1);
     let mut locker = a.endpoint.connect_raw().await?;
-    locker
-        .query_drop(format!("SET SESSION lock_wait_timeout = {lock_secs}"))
-        .await
-        .doing(|| "setting lock_wait_timeout".into())?;
+    locker.query_drop(fence::lock_session_settings(a.lock_wait)).await.doing(|| "setting lock_wait_timeout".into())?;
     locker.query_drop(sql::create_sentry(a.sentry)).await.doing(|| format!("creating sentry {}", a.sentry))?;
     if let Err(e) = locker.query_drop(sql::lock(a.table, a.sentry)).await {
         let blockers = table::blockers(&mut ctl, a.lock_view, a.table).await.unwrap_or_default();
@@ -126,6 +128,19 @@ pub async fn attempt(
             return Err(e);
         }
     };
+    // Rows moved MAX(id), not the counter: the new table must not hand out
+    // ids the old one already did. Writes are held, so the counter is final.
+    let carried =
+        tokio::time::timeout_at(deadline, counter::carry(&mut ctl, &a.endpoint.name, a.table, a.shadow)).await;
+    let failed_carry = match carried {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(format!("carrying the AUTO_INCREMENT counter: {e}")),
+        Err(_) => Some(format!("the AUTO_INCREMENT counter was not carried within {lock_secs} s")),
+    };
+    if let Some(reason) = failed_carry {
+        let stall = rollback(&mut ctl, locker, None, a, locked_at).await?;
+        return Ok(Outcome::Failed { reason, stall: Some(stall), checkpoint: synced });
+    }
 
     let mut swapper = a.endpoint.connect_raw().await?;
     swapper

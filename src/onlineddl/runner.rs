@@ -303,6 +303,7 @@ impl Runner {
                     // two at once contend for the same table and measured
                     // slower than one (bench/onlineddl.sh).
                     workers: 1,
+                    owns_targets: true,
                     throttle: self.res.obj.spec.throttle.clone(),
                     server_id: task::reader_server_id(&self.res.obj.uid().unwrap_or_default()),
                     ..Options::default()

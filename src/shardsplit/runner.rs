@@ -396,6 +396,9 @@ impl Runner {
                     throttle: spec.throttle.clone(),
                     server_id: task::reader_server_id(&self.uid()),
                     min_binlog_retention: MIN_BINLOG_RETENTION,
+                    // The shard tables were made for the split and checked
+                    // empty; the reverse sync's target (the old table) is not.
+                    owns_targets: true,
                     ..Options::default()
                 },
             };

@@ -3,7 +3,7 @@
 use super::*;
 use crate::k8s::finalizer;
 use crate::migration::controller::FENCE_FINALIZER;
-use crate::movement::BinlogPosition;
+use crate::movement::{BinlogPosition, counter};
 use crate::operator::guard::{self, Guard, Guarded};
 
 /// One attempt's guarded part, in Migration's terms: the source is the
@@ -26,7 +26,8 @@ impl Guard for Attempt<'_> {
             guard::Step::Fence => SubStep::Fence,
             guard::Step::CatchUp => SubStep::CatchUp,
             guard::Step::Checksum => SubStep::Checksum,
-            // Nothing to prepare: the data source moves at the commit.
+            // Carrying the counters is idempotent and needs no sub-step of
+            // its own; the data source moves at the commit.
             guard::Step::Prepare => return Ok(()),
         };
         self.r.at(sub).await
@@ -105,7 +106,22 @@ impl Guard for Attempt<'_> {
         Ok((!report.is_equal()).then(|| differences(&report)))
     }
 
+    /// Under the fence the source's AUTO_INCREMENT counters are final;
+    /// the copy moved MAX(id), not the counter, so each target table gets
+    /// its source's before applications write there.
     async fn prepare(&mut self) -> Result<(), WorkError> {
+        let (source, target) = (self.r.source().await?, self.r.target().await?);
+        let mut src = source.connect_raw().await?;
+        let mut tgt = target.connect_raw().await?;
+        for t in self.r.tables() {
+            let n = counter::read(&mut src, &source.name, &t).await?;
+            let current = counter::read(&mut tgt, &target.name, &t).await?;
+            if let Some(sql) = counter::raise_sql(&t, current, n) {
+                tgt.query_drop(sql).await.doing(|| format!("carrying the AUTO_INCREMENT counter of {t}"))?;
+            }
+        }
+        let _ = src.disconnect().await;
+        let _ = tgt.disconnect().await;
         Ok(())
     }
 
@@ -214,6 +230,11 @@ impl Runner {
                             g
                         }
                     };
+                    if self.replication() {
+                        // The fence's CREATE TRIGGERs replicated into the
+                        // target: applications must not meet them there.
+                        self.unfence_target().await?;
+                    }
                     let (old, new) = (self.source_place(), self.target_place());
                     self.publish(generation, &new).await?;
                     let ns = self.res.namespace().clone();
@@ -245,6 +266,8 @@ impl Runner {
                     self.res.status.checkpoint = None;
                     if self.replication() {
                         self.remove_replica().await?;
+                        // Once more, now that nothing replicates any more.
+                        self.unfence_target().await?;
                     }
                 }
                 SubStep::SourceReadOnly => {
@@ -274,6 +297,15 @@ impl Runner {
         }
         self.completed().await?;
         Ok(Flow::Done)
+    }
+
+    /// Drops the fence triggers that replication carried to the target.
+    async fn unfence_target(&mut self) -> Result<(), WorkError> {
+        let target = self.target().await?;
+        let mut tgt = target.connect_raw().await?;
+        let done = fence::unfence(&mut tgt, &self.tables(), self.lock_wait()).await;
+        let _ = tgt.disconnect().await;
+        done
     }
 
     pub(super) async fn completed(&mut self) -> Result<(), WorkError> {

@@ -10,7 +10,7 @@ use super::*;
 use crate::k8s::finalizer;
 use crate::movement::BinlogPosition;
 use crate::movement::fence::{self, Fenced};
-use crate::movement::snapshot;
+use crate::movement::{counter, snapshot};
 use crate::mysql::sql::quote as lit;
 use crate::operator::guard::{self, Guard, Guarded};
 use crate::shardsplit::api::{AutoIncrementRanges, FencePosition, ReverseSync, SwitchReport};
@@ -260,7 +260,8 @@ impl Runner {
     }
 
     /// Shard i hands out ids from `base + i·stride`, above every id the
-    /// old table holds (it is complete here: fenced and caught up).
+    /// old table holds or handed out (it is complete here: fenced and
+    /// caught up).
     async fn separate_auto_increments(&mut self) -> Result<(), WorkError> {
         let old = self.old_table();
         let spec = self.res.obj.spec.clone();
@@ -285,8 +286,12 @@ impl Runner {
             ))
             .await
             .doing(|| format!("reading the highest {column}"))?;
+        // The counter can be far past MAX(id) (deleted rows, rolled-back
+        // inserts, an explicit AUTO_INCREMENT=): ids below it were handed out.
+        let counter = counter::read(&mut src, &spec.source.cluster, &old).await?;
         let _ = src.disconnect().await;
-        let base = max_id.and_then(|m| m.parse::<i128>().ok()).unwrap_or(0).max(0) + 1;
+        let base = (max_id.and_then(|m| m.parse::<i128>().ok()).unwrap_or(0).max(0) + 1)
+            .max(counter.map(i128::from).unwrap_or(0));
         let max = plan::integer_max(&column_type)
             .ok_or_else(|| WorkError::Invalid(format!("AUTO_INCREMENT column {column} is {column_type}")))?;
         let shards = self.targets();
