@@ -340,6 +340,13 @@ impl Runner {
             for t in scope::uncopyable(&mut src, &tables).await? {
                 problems.push(format!("{t}; exclude it with spec.tables.exclude"));
             }
+            let acting = scope::acting_foreign_keys(&mut src, &tables).await?;
+            if !acting.is_empty() {
+                problems.push(format!(
+                    "foreign keys with cascading actions cannot be moved exactly (their changes are not in the binary log): {}",
+                    acting.join(", ")
+                ));
+            }
             let conflicts = scope::conflicts(&mut tgt, &tables).await?;
             if !conflicts.is_empty() {
                 problems.push(format!("the target already holds {}", conflicts.join(", ")));

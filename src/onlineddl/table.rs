@@ -43,7 +43,8 @@ pub async fn definition_fingerprint(conn: &mut Conn, table: &TableName) -> Resul
 }
 
 /// Refuses tables a swap would break: foreign keys pointing at them would
-/// follow the original to its old name, and so would triggers.
+/// follow the original to its old name, and so would triggers; the table's
+/// own foreign keys cascade where the change stream cannot see.
 pub async fn check_swappable(conn: &mut Conn, table: &TableName) -> Result<(), WorkError> {
     let fks: Vec<String> =
         conn.query(sql::referencing_foreign_keys(table)).await.doing(|| format!("reading foreign keys of {table}"))?;
@@ -51,6 +52,14 @@ pub async fn check_swappable(conn: &mut Conn, table: &TableName) -> Result<(), W
         return Err(WorkError::Invalid(format!(
             "{table} is referenced by foreign keys ({}); a shadow-table swap would leave them pointing at the old table",
             fks.join(", ")
+        )));
+    }
+    let own: Vec<String> =
+        conn.query(sql::own_foreign_keys(table)).await.doing(|| format!("reading foreign keys of {table}"))?;
+    if !own.is_empty() {
+        return Err(WorkError::Invalid(format!(
+            "{table} has foreign keys ({}); changes cascaded into it are not in the binary log, and the shadow table would lose the constraints",
+            own.join(", ")
         )));
     }
     let triggers: Vec<String> =
