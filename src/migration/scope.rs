@@ -75,28 +75,14 @@ pub async fn uncopyable(conn: &mut Conn, tables: &[TableName]) -> Result<Vec<Str
     Ok(out)
 }
 
-/// Foreign keys of moved tables that act on their own (`ON DELETE/UPDATE
-/// CASCADE`, `SET NULL`, `SET DEFAULT`). InnoDB makes those changes itself
-/// and never writes them to the row binlog, and the engine's sessions on
-/// the target run with `foreign_key_checks = 0`: the target would keep the
-/// child rows the source cascaded away.
+/// Foreign keys of moved tables that act on their own ([`ForeignKey::acts`]):
+/// the engine's sessions on the target run with `foreign_key_checks = 0`,
+/// so the target would keep the child rows the source cascaded away.
 pub async fn acting_foreign_keys(conn: &mut Conn, tables: &[TableName]) -> Result<Vec<String>, WorkError> {
     let mut out = Vec::new();
     for t in tables {
-        let found: Vec<(String, String, String)> = conn
-            .exec(
-                "SELECT CONSTRAINT_NAME, DELETE_RULE, UPDATE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS \
-                 WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
-                (&t.schema, &t.table),
-            )
-            .await
-            .doing(|| format!("reading the foreign keys of {t}"))?;
-        for (name, on_delete, on_update) in found {
-            let acts = |rule: &str| !matches!(rule, "RESTRICT" | "NO ACTION");
-            if acts(&on_delete) || acts(&on_update) {
-                out.push(format!("{t} ({name}: ON DELETE {on_delete}, ON UPDATE {on_update})"));
-            }
-        }
+        let fks = schema::foreign_keys(conn, "source", t).await?;
+        out.extend(fks.iter().filter(|fk| fk.acts()).map(|fk| format!("{t} ({fk})")));
     }
     Ok(out)
 }

@@ -226,6 +226,43 @@ impl Column {
     }
 }
 
+/// One of a table's own foreign keys, with its referential actions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForeignKey {
+    pub name: String,
+    pub on_delete: String,
+    pub on_update: String,
+}
+
+impl ForeignKey {
+    /// `CASCADE`, `SET NULL` or `SET DEFAULT` on either side: InnoDB makes
+    /// those changes itself, and they never reach the row binlog, so no
+    /// change stream can follow them.
+    pub fn acts(&self) -> bool {
+        let acts = |rule: &str| !matches!(rule, "RESTRICT" | "NO ACTION");
+        acts(&self.on_delete) || acts(&self.on_update)
+    }
+}
+
+impl fmt::Display for ForeignKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (ON DELETE {}, ON UPDATE {})", self.name, self.on_delete, self.on_update)
+    }
+}
+
+/// The foreign keys `table` itself declares (those of a child table).
+pub async fn foreign_keys(conn: &mut Conn, endpoint: &str, table: &TableName) -> Result<Vec<ForeignKey>> {
+    let rows: Vec<(String, String, String)> = conn
+        .exec(
+            "SELECT CONSTRAINT_NAME, DELETE_RULE, UPDATE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? ORDER BY CONSTRAINT_NAME",
+            (&table.schema, &table.table),
+        )
+        .await
+        .at(endpoint)?;
+    Ok(rows.into_iter().map(|(name, on_delete, on_update)| ForeignKey { name, on_delete, on_update }).collect())
+}
+
 /// Reads a table's definition from information_schema.
 pub async fn load(conn: &mut Conn, endpoint: &str, name: &TableName) -> Result<TableSchema> {
     type ColumnRow = (String, String, String, String, Option<String>, String);
@@ -289,6 +326,16 @@ pub(crate) mod tests {
 
     pub fn column(name: &str, kind: Kind) -> Column {
         Column { name: name.into(), kind, column_type: String::new(), nullable: false, generated: false }
+    }
+
+    #[test]
+    fn foreign_keys_act_unless_they_only_restrict() {
+        let fk = |d: &str, u: &str| ForeignKey { name: "fk".into(), on_delete: d.into(), on_update: u.into() };
+        assert!(!fk("RESTRICT", "NO ACTION").acts());
+        assert!(fk("CASCADE", "RESTRICT").acts());
+        assert!(fk("NO ACTION", "SET NULL").acts());
+        assert!(fk("SET DEFAULT", "NO ACTION").acts());
+        assert_eq!(fk("CASCADE", "RESTRICT").to_string(), "fk (ON DELETE CASCADE, ON UPDATE RESTRICT)");
     }
 
     #[test]

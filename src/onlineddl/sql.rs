@@ -109,20 +109,6 @@ pub fn referencing_foreign_keys(table: &TableName) -> String {
     )
 }
 
-/// The table's own foreign keys, as `name (ON DELETE rule, ON UPDATE rule)`.
-/// Cascaded changes are made inside InnoDB and never reach the row binlog,
-/// so the shadow would miss them; and `CREATE TABLE … LIKE` drops the
-/// constraints, so the swapped-in table would have none.
-pub fn own_foreign_keys(table: &TableName) -> String {
-    format!(
-        "SELECT CONCAT(CONSTRAINT_NAME, ' (ON DELETE ', DELETE_RULE, ', ON UPDATE ', UPDATE_RULE, ')') \
-         FROM information_schema.REFERENTIAL_CONSTRAINTS \
-         WHERE CONSTRAINT_SCHEMA = {} AND TABLE_NAME = {}",
-        quote(&table.schema),
-        quote(&table.table)
-    )
-}
-
 /// Triggers on the table: they would follow the original to its old name.
 pub fn triggers(table: &TableName) -> String {
     format!(
@@ -247,13 +233,6 @@ mod tests {
 
     fn t(name: &str) -> TableName {
         TableName::new("shop", name)
-    }
-
-    #[test]
-    fn own_foreign_keys_are_read_by_the_table_quoted() {
-        let q = own_foreign_keys(&TableName::new("shop", "it's"));
-        assert!(q.contains("WHERE CONSTRAINT_SCHEMA = 'shop' AND TABLE_NAME = 'it''s'"), "{q}");
-        assert!(q.contains("DELETE_RULE") && q.contains("UPDATE_RULE"), "the reason names the rules: {q}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::sql::{self, LockView};
-use crate::movement::TableName;
+use crate::movement::{TableName, schema};
 use crate::mysql::Flavor;
 use crate::operator::work_error::{Doing, WorkError};
 
@@ -54,12 +54,14 @@ pub async fn check_swappable(conn: &mut Conn, table: &TableName) -> Result<(), W
             fks.join(", ")
         )));
     }
-    let own: Vec<String> =
-        conn.query(sql::own_foreign_keys(table)).await.doing(|| format!("reading foreign keys of {table}"))?;
+    // Every own foreign key, not only the acting ones: `CREATE TABLE … LIKE`
+    // drops them all, so the swapped-in table would have none.
+    let own = schema::foreign_keys(conn, "primary", table).await?;
     if !own.is_empty() {
+        let names: Vec<String> = own.iter().map(ToString::to_string).collect();
         return Err(WorkError::Invalid(format!(
             "{table} has foreign keys ({}); changes cascaded into it are not in the binary log, and the shadow table would lose the constraints",
-            own.join(", ")
+            names.join(", ")
         )));
     }
     let triggers: Vec<String> =
