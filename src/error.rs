@@ -19,7 +19,7 @@ pub enum Error {
     Credentials { secret: String, reason: String },
 
     #[error("schema change: {0}")]
-    Work(#[from] crate::operator::work_error::WorkError),
+    Work(#[from] crate::work::error::WorkError),
 }
 
 impl Error {

@@ -1,9 +1,10 @@
-//! e2e of OnlineDDL on table shapes that once lost or stalled data: BINARY
-//! keys ending in 0x00, composite (tenant, id) keys, an AUTO_INCREMENT
-//! counter far above MAX(id), and a table named like one of its indexes. In
-//! every case a writer changes the table throughout and keeps a model of
-//! what the server acknowledged; the case ends with the table compared to
-//! that model row by row.
+//! e2e of OnlineDDL on table shapes and days that once lost or stalled
+//! data: BINARY keys ending in 0x00, composite (tenant, id) keys, an
+//! AUTO_INCREMENT counter far above MAX(id), a table named like one of its
+//! indexes, and a switchover while the change is held. In every case a
+//! writer changes the table throughout and keeps a model of what the server
+//! acknowledged; the case ends with the table compared to that model row by
+//! row (after a switchover, on every instance).
 //!
 //!   cargo test -p switchyard-e2e --test data_safety -- --test-threads=1
 
@@ -18,10 +19,13 @@ use mysql_async::{Conn, Row};
 use serde_json::Value;
 use switchyard_e2e::harness::kubectl::{get_json, secret_value};
 use switchyard_e2e::harness::operator::Operator;
-use switchyard_e2e::harness::wait::count_grows;
-use switchyard_e2e::harness::{TestNamespace, apply_yaml, kubectl, mysql, wait_until};
+use switchyard_e2e::harness::resource::{self, step};
+use switchyard_e2e::harness::wait::{Hopeless, count_grows};
+use switchyard_e2e::harness::writer::primary_ip;
+use switchyard_e2e::harness::{TestNamespace, apply_yaml, kubectl, mysql, wait_until, wait_until_async};
 
 const CLUSTER: &str = "db";
+const KIND: &str = "onlineddl";
 const POLL: Duration = Duration::from_millis(200);
 const PROVISION_TIMEOUT: Duration = Duration::from_secs(240);
 const DDL_TIMEOUT: Duration = Duration::from_secs(180);
@@ -36,8 +40,12 @@ const ALTER: &str = "ADD COLUMN note VARCHAR(16) NULL";
 struct Env {
     ns: TestNamespace,
     _operator: Option<Operator>,
+    /// The primary's address when provisioned (tests that switch over move it).
     ip: String,
     root: String,
+    /// The applications' account: unlike root, it cannot write past read_only,
+    /// so a write that reaches a demoted primary fails as an application's would.
+    app: String,
 }
 
 impl Env {
@@ -56,26 +64,47 @@ fn secret(ns: &str, key: &str) -> anyhow::Result<String> {
 
 /// A one-instance cluster and an operator; returns once the primary takes writes.
 async fn provision(prefix: &str) -> anyhow::Result<Env> {
+    provision_instances(prefix, 1).await
+}
+
+async fn provision_instances(prefix: &str, replicas: u32) -> anyhow::Result<Env> {
     let ns = TestNamespace::create(prefix)?;
     let operator = Operator::start(prefix)?;
     apply_yaml(
         ns.as_str(),
         &format!(
-            "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {CLUSTER}}}\nspec:\n  replicas: 1\n  storage: {{size: 1Gi}}\n"
+            "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {CLUSTER}}}\nspec:\n  replicas: {replicas}\n  storage: {{size: 1Gi}}\n"
         ),
     )?;
-    let ip = wait_until("the cluster's primary", PROVISION_TIMEOUT, POLL, || {
+    let ip = wait_until("the cluster to be healthy", PROVISION_TIMEOUT, POLL, || {
         let c = get_json(ns.as_str(), "mysqlcluster", CLUSTER)?.context("no cluster")?;
-        let primary = c["status"]["instances"]
+        let healthy = c["status"]["instances"]
             .as_array()
-            .into_iter()
-            .flatten()
-            .find(|i| i["role"] == "primary" && i["healthy"] == true && i["readOnly"] == false)
-            .and_then(|i| i["address"].as_str().map(String::from));
-        Ok(primary)
+            .is_some_and(|is| is.len() == replicas as usize && is.iter().all(|i| i["healthy"] == true));
+        Ok(healthy.then(|| writable_primary(&c)).flatten())
     })?;
     let root = secret(ns.as_str(), "root-password")?;
-    Ok(Env { ns, _operator: Some(operator), ip, root })
+    let app = secret(ns.as_str(), "app-password")?;
+    Ok(Env { ns, _operator: Some(operator), ip, root, app })
+}
+
+/// The address of the cluster's healthy, writable primary, if it has one.
+fn writable_primary(cluster: &Value) -> Option<String> {
+    cluster["status"]["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["role"] == "primary" && i["healthy"] == true && i["readOnly"] == false)
+        .and_then(|i| i["address"].as_str().map(String::from))
+}
+
+fn instance_addresses(cluster: &Value) -> Vec<String> {
+    cluster["status"]["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["address"].as_str().map(String::from))
+        .collect()
 }
 
 fn ddl_yaml(name: &str, table: &str, alter: &str, extra: &str) -> String {
@@ -85,37 +114,15 @@ fn ddl_yaml(name: &str, table: &str, alter: &str, extra: &str) -> String {
 }
 
 fn ddl(ns: &str, name: &str) -> anyhow::Result<Value> {
-    get_json(ns, "onlineddl", name)?.context("the OnlineDDL is gone")
+    resource::get(ns, KIND, name)
 }
 
-fn step(obj: &Value) -> &str {
-    obj["status"]["step"].as_str().unwrap_or("")
-}
-
-/// Waits for `want`; a Failed step ends the wait at once (as `wait_until`
-/// would not: it takes errors for "not yet").
 fn wait_step(ns: &str, name: &str, want: &str, timeout: Duration) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        // A failed read is "not yet": the API server may be briefly away.
-        if let Ok(o) = ddl(ns, name) {
-            if step(&o) == want {
-                return Ok(o);
-            }
-            ensure!(step(&o) != "Failed", "OnlineDDL {name} failed: {}", o["status"]);
-            last = step(&o).to_string();
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for OnlineDDL {name} at step {want}; last step {last:?}"
-        );
-        std::thread::sleep(POLL);
-    }
+    resource::wait_step(ns, KIND, name, want, timeout)
 }
 
 fn patch(ns: &str, name: &str, merge: &str) -> anyhow::Result<String> {
-    kubectl(&["patch", "onlineddl", name, "-n", ns, "--type", "merge", "-p", merge])
+    resource::patch_merge(ns, KIND, name, merge)
 }
 
 /// SplitMix64's finalizer: a bijection, so distinct inputs give distinct keys.
@@ -351,7 +358,11 @@ impl Table {
     /// The table, after the change, equals the model: every acknowledged row
     /// with its value, nothing deleted or never written, `note` untouched.
     async fn assert_matches(&self, env: &Env) -> anyhow::Result<()> {
-        let mut c = env.conn().await?;
+        self.assert_matches_on(&env.ip, &env.root).await
+    }
+
+    async fn assert_matches_on(&self, ip: &str, root: &str) -> anyhow::Result<()> {
+        let mut c = mysql(ip, "root", root).await?;
         let k = self.key;
         let rows: Vec<Row> = c
             .query(format!(
@@ -389,7 +400,7 @@ impl Table {
         }
         ensure!(
             problems.is_empty(),
-            "e2e.{} differs from the acknowledged writes in {} rows (of {}; {} uncertain): {:?}",
+            "e2e.{} on {ip} differs from the acknowledged writes in {} rows (of {}; {} uncertain): {:?}",
             self.name,
             problems.len(),
             m.rows.len(),
@@ -410,16 +421,24 @@ impl Writer {
     /// and deletes keys from RESERVED up, one statement every WRITE_INTERVAL.
     fn start(env: &Env, t: &Table, next: u64, insert_below: u64) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
-        let (stop2, t, ip, root) = (stop.clone(), t.clone(), env.ip.clone(), env.root.clone());
+        let (stop2, t, ns, app) = (stop.clone(), t.clone(), env.ns().to_string(), env.app.clone());
         let task = tokio::spawn(async move {
             let mut next = next;
             let mut conn = None;
             let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
             while !stop2.load(Ordering::Relaxed) {
                 if conn.is_none() {
-                    match mysql(&ip, "root", &root).await {
-                        Ok(c) => conn = Some(c),
-                        Err(_) => {
+                    // Wherever the primary Service points now, as an application's
+                    // connection pool would reconnect.
+                    let ns = ns.clone();
+                    let ip = tokio::task::spawn_blocking(move || primary_ip(&ns, CLUSTER))
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok())
+                        .flatten();
+                    match ip {
+                        Some(ip) if let Ok(c) = mysql(&ip, "app", &app).await => conn = Some(c),
+                        _ => {
                             tokio::time::sleep(Duration::from_millis(100)).await;
                             continue;
                         }
@@ -631,6 +650,83 @@ async fn child_table_with_cascading_foreign_key_is_refused_up_front() -> anyhow:
     ensure!(tables == ["lines", "orders"], "a shadow or sentry was left: {tables:?}");
     let events = kubectl(&["get", "events", "-n", env.ns(), "--field-selector", "involvedObject.name=lines-note"])?;
     ensure!(events.contains("InvalidSpec"), "no InvalidSpec event: {events}");
+    env.ns.passed();
+    Ok(())
+}
+
+/// A change held at Postponed while the cluster switches over. Its binary
+/// log positions belong to the old primary, so it must start over on the
+/// new one, never cut over on the demoted one, and leave no transaction on
+/// the old primary that the new one lacks. Deletes, updates and key changes
+/// made on the new primary must all be in the changed table, on every
+/// instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_while_postponed_completes_on_the_new_primary() -> anyhow::Result<()> {
+    const ROWS: u64 = 3000;
+    let mut env = provision_instances("safe-switch", 3).await?;
+    create(&env, "CREATE TABLE e2e.orders (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL)").await?;
+    let t = Table::new("orders", Key::BigInt, "v");
+    t.seed(&env, ROWS).await?;
+    let w = change_held(&env, &t, "orders-note", ALTER, ROWS, u64::MAX, DDL_TIMEOUT).await?;
+    let held = ddl(env.ns(), "orders-note")?;
+    let first = held["status"]["sourceServerId"].as_i64().context("no sourceServerId while held")?;
+
+    kubectl(&["patch", "mysqlcluster", CLUSTER, "-n", env.ns(), "--type", "merge", "-p", r#"{"spec":{"primary":1}}"#])?;
+    let new_ip = wait_until("db-1 to take writes", Duration::from_secs(90), POLL, || {
+        let c = get_json(env.ns(), "mysqlcluster", CLUSTER)?.context("no cluster")?;
+        Ok((c["status"]["primary"] == "db-1").then(|| writable_primary(&c)).flatten())
+    })?;
+    ensure!(new_ip != env.ip, "the primary did not move");
+    env.ip = new_ip;
+    t.wait_for_progress(20, Duration::from_secs(30)).await.context("writes resume on the new primary")?;
+
+    // Made on the new primary only, while the change is held.
+    let mut c = mysql(&env.ip, "app", &env.app).await?;
+    let key = |n: u64| Key::BigInt.nth(n);
+    for n in 0..30 {
+        ensure!(t.apply(&mut c, Op::Delete(key(n))).await? == 1, "key {n} was not there");
+    }
+    for (from, to) in [(30, MOVED + 1), (31, MOVED + 2), (32, MOVED + 3)] {
+        ensure!(t.apply(&mut c, Op::Rekey(key(from), key(to))).await? == 1, "key {from} was not there");
+    }
+    for n in 40..60 {
+        ensure!(t.apply(&mut c, Op::Update(key(n), "7".into())).await? == 1, "key {n} was not there");
+    }
+    drop(c);
+
+    let again = wait_until("the change held again, on the new primary", DDL_TIMEOUT, POLL, || {
+        let o = ddl(env.ns(), "orders-note")?;
+        if step(&o) == "Failed" {
+            return Err(Hopeless(format!("the change failed: {}", o["status"])).into());
+        }
+        let moved = o["status"]["sourceServerId"].as_i64().is_some_and(|id| id != first);
+        Ok((moved && step(&o) == "Postponed").then_some(o))
+    })?;
+    let events = kubectl(&["get", "events", "-n", env.ns(), "--field-selector", "involvedObject.name=orders-note"])?;
+    ensure!(events.contains("PrimaryChanged"), "no PrimaryChanged event: {events}");
+
+    release_and_compare(&env, &t, "orders-note", w).await?;
+    // The demoted primary took no write from the operator: the cluster has no
+    // errant instance, and every instance holds the acknowledged rows.
+    let c = wait_until("the cluster to be healthy", Duration::from_secs(60), POLL, || {
+        let c = get_json(env.ns(), "mysqlcluster", CLUSTER)?.context("no cluster")?;
+        let healthy = c["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|k| k["type"] == "Healthy" && k["status"] == "True");
+        Ok(healthy.then_some(c))
+    })
+    .with_context(|| format!("held again at {}", again["status"]))?;
+    let addresses = instance_addresses(&c);
+    ensure!(addresses.len() == 3, "{}", c["status"]);
+    for ip in &addresses {
+        // A replica may trail for a moment; the last difference is the error.
+        wait_until_async(&format!("{ip} to hold the acknowledged rows"), Duration::from_secs(60), POLL, || async {
+            t.assert_matches_on(ip, &env.root).await.map(Some)
+        })
+        .await?;
+    }
     env.ns.passed();
     Ok(())
 }

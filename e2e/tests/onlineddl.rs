@@ -14,6 +14,7 @@ use switchyard_e2e::harness::fault::skip_on_external_cluster;
 use switchyard_e2e::harness::kubectl::{get_json, secret_value};
 use switchyard_e2e::harness::model::{self, ModelWriter};
 use switchyard_e2e::harness::operator::Operator;
+use switchyard_e2e::harness::resource::{self, condition, events_of, step};
 use switchyard_e2e::harness::wait::holds_for;
 use switchyard_e2e::harness::{TestNamespace, apply_yaml, kubectl, mysql, wait_until, wait_until_async};
 
@@ -76,27 +77,16 @@ fn ddl_yaml(name: &str, table: &str, alter: &str, extra: &str) -> String {
 }
 
 fn ddl(ns: &str, name: &str) -> anyhow::Result<Value> {
-    get_json(ns, "onlineddl", name)?.context("the OnlineDDL is gone")
-}
-
-fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)
-}
-
-fn step(obj: &Value) -> &str {
-    obj["status"]["step"].as_str().unwrap_or("")
+    resource::get(ns, "onlineddl", name)
 }
 
 fn attempts(obj: &Value) -> i64 {
     obj["status"]["cutover"]["attempts"].as_i64().unwrap_or(0)
 }
 
+/// Waits for `want`; a Failed change ends the wait at once.
 fn wait_step(ns: &str, name: &str, want: &str, timeout: Duration) -> anyhow::Result<Value> {
-    wait_until(&format!("OnlineDDL {name} at step {want}"), timeout, POLL, || {
-        let o = ddl(ns, name)?;
-        ensure!(step(&o) != "Failed" || want == "Failed", "the change failed: {}", o["status"]);
-        Ok((step(&o) == want).then_some(o))
-    })
+    resource::wait_step(ns, "onlineddl", name, want, timeout)
 }
 
 /// Copying, with some rows already in the shadow.
@@ -107,13 +97,8 @@ fn wait_copying(ns: &str, name: &str) -> anyhow::Result<()> {
     })
 }
 
-/// The Events of one OnlineDDL, as JSON text.
-fn events_of(ns: &str, name: &str) -> anyhow::Result<String> {
-    kubectl(&["get", "events", "-n", ns, "--field-selector", &format!("involvedObject.name={name}"), "-o", "json"])
-}
-
 fn patch(ns: &str, name: &str, merge: &str) -> anyhow::Result<String> {
-    kubectl(&["patch", "onlineddl", name, "-n", ns, "--type", "merge", "-p", merge])
+    resource::patch_merge(ns, "onlineddl", name, merge)
 }
 
 async fn tables(env: &Env) -> anyhow::Result<Vec<String>> {

@@ -68,15 +68,30 @@ impl Env {
 }
 
 async fn provision(prefix: &str, clusters: &[&str], operator_env: &[(&str, &str)]) -> anyhow::Result<Env> {
+    provision_instances(prefix, clusters, 1, operator_env).await
+}
+
+async fn provision_instances(
+    prefix: &str,
+    clusters: &[&str],
+    replicas: u32,
+    operator_env: &[(&str, &str)],
+) -> anyhow::Result<Env> {
     let ns = TestNamespace::create(prefix)?;
     let operator = Operator::start_with_env(prefix, operator_env)?;
     for name in clusters {
         apply_yaml(
             ns.as_str(),
             &format!(
-                "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  storage: {{size: 1Gi}}\n"
+                "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  storage: {{size: 1Gi}}\n"
             ),
         )?;
+    }
+    for name in clusters {
+        wait_until(&format!("{name} to be healthy"), PROVISION_TIMEOUT, POLL, || {
+            let c = get_json(ns.as_str(), "mysqlcluster", name)?.context("no cluster")?;
+            Ok(instances_healthy(&c, replicas as usize).then_some(()))
+        })?;
     }
     let mut map = HashMap::new();
     for name in clusters {
@@ -85,6 +100,10 @@ async fn provision(prefix: &str, clusters: &[&str], operator_env: &[(&str, &str)
         map.insert(name.to_string(), (ip, pw));
     }
     Ok(Env { ns, operator: Some(operator), clusters: map })
+}
+
+fn instances_healthy(cluster: &Value, n: usize) -> bool {
+    cluster["status"]["instances"].as_array().is_some_and(|is| is.len() == n && is.iter().all(|i| i["healthy"] == true))
 }
 
 /// `e2e.orders` with `rows` rows on `cluster`: an AUTO_INCREMENT id, the
@@ -363,6 +382,69 @@ async fn operator_killed_mid_copy_and_mid_switch_loses_nothing() -> anyhow::Resu
     let both = converge(&env, &old_table("db"), &shards).await?;
     routed::assert_model(&both, &m)?;
     assert_placed(&env, &shards, hash_misplaced).await?;
+    env.operator.take();
+    env.ns.passed();
+    Ok(())
+}
+
+/// The source cluster switches over while the split is held at Postponed.
+/// The forward sync's positions belong to the old primary: the split must
+/// copy again on the new one (never publish shards that lack what was
+/// written there), leave nothing errant on the demoted primary, and every
+/// instance must end with the acknowledged rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_while_postponed_copies_again_on_the_new_primary() -> anyhow::Result<()> {
+    let mut env = provision_instances("split-switch", &["db"], 3, &[]).await?;
+    let ns = env.ns();
+    let model = seed(&env, "db", 6_000).await?;
+    let app = secret_value(&ns, "db-credentials", "app-password")?;
+    let app_passwords: HashMap<String, String> = [("db".to_string(), app)].into();
+    apply_yaml(&ns, &split_yaml("orders", &format!("{HASH_SPEC}  postponeCompletion: true\n")))?;
+    wait_until("the routing ConfigMap", SPLIT_TIMEOUT, POLL, || get_json(&ns, "configmap", ROUTING))?;
+    let w = RoutedWriter::start_as("app", &ns, ROUTING, app_passwords, model, WRITE_INTERVAL);
+    let held = wait_step(&ns, KIND, "orders", "Postponed", SPLIT_TIMEOUT)?;
+    let first = held["status"]["sourceServerId"].as_i64().context("no sourceServerId while held")?;
+    let shards = shard_places(&held);
+    w.wait_for_progress(50, Duration::from_secs(30)).await?;
+
+    patch_merge(&ns, "mysqlcluster", "db", r#"{"spec":{"primary":1}}"#)?;
+    let new_ip = wait_until("db-1 to take writes", Duration::from_secs(90), POLL, || {
+        let c = get_json(&ns, "mysqlcluster", "db")?.context("no cluster")?;
+        let writable = c["status"]["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["name"] == "db-1" && i["role"] == "primary" && i["healthy"] == true && i["readOnly"] == false)
+            .and_then(|i| i["address"].as_str().map(String::from));
+        Ok(writable)
+    })?;
+    env.clusters.get_mut("db").context("db")?.0 = new_ip;
+    // Writes (key changes among them) on the new primary, while held.
+    w.wait_for_progress(150, Duration::from_secs(60)).await.context("writes resume on the new primary")?;
+    wait_for(&ns, KIND, "orders", "held again, on the new primary", SPLIT_TIMEOUT, |o| {
+        o["status"]["step"] == "Postponed" && o["status"]["sourceServerId"].as_i64().is_some_and(|id| id != first)
+    })?;
+    ensure!(events_of(&ns, "orders")?.contains("PrimaryChanged"), "no PrimaryChanged Event");
+
+    patch_merge(&ns, KIND, "orders", r#"{"spec":{"postponeCompletion":false}}"#)?;
+    wait_step(&ns, KIND, "orders", "DualWrite", SPLIT_TIMEOUT)?;
+    w.wait_for_progress(100, Duration::from_secs(60)).await?;
+    let m = w.stop().await?;
+    let old = old_table("db");
+    let both = converge(&env, &old, &shards).await.context("in dual-write after the switchover")?;
+    routed::assert_model(&both, &m)?;
+    assert_placed(&env, &shards, hash_misplaced).await?;
+
+    let c = wait_until("db to be healthy, nothing errant", Duration::from_secs(60), POLL, || {
+        let c = get_json(&ns, "mysqlcluster", "db")?.context("no cluster")?;
+        Ok((condition_is(&c, "Healthy", "True") && instances_healthy(&c, 3)).then_some(c))
+    })?;
+    let root = env.clusters["db"].1.clone();
+    for ip in c["status"]["instances"].as_array().into_iter().flatten().filter_map(|i| i["address"].as_str()) {
+        env.clusters.insert("db".into(), (ip.to_string(), root.clone()));
+        let on = converge(&env, &old, &shards).await.with_context(|| format!("on {ip}"))?;
+        routed::assert_model(&on, &m).with_context(|| format!("on {ip}"))?;
+    }
     env.operator.take();
     env.ns.passed();
     Ok(())

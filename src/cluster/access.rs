@@ -22,7 +22,9 @@ pub enum Unavailable {
     Api(String),
 }
 
-/// The primary of `cluster` in `namespace`, as an engine endpoint.
+/// The primary of `cluster` in `namespace`, as an engine endpoint, with the
+/// mover account (it cannot write past `read_only`, so nothing it sends to a
+/// primary that was demoted meanwhile lands there).
 pub async fn primary(client: &kube::Client, namespace: &str, cluster: &str) -> Result<Endpoint, Unavailable> {
     let clusters: Api<MySQLCluster> = Api::namespaced(client.clone(), namespace);
     let c = clusters
@@ -32,9 +34,8 @@ pub async fn primary(client: &kube::Client, namespace: &str, cluster: &str) -> R
         .ok_or_else(|| Unavailable::NoCluster(cluster.to_string()))?;
     let address =
         c.status.as_ref().and_then(primary_address).ok_or_else(|| Unavailable::NoPrimary(cluster.to_string()))?;
-    let password =
-        secret_key(client, namespace, &objects::secret_name(cluster), objects::OPERATOR_PASSWORD_KEY).await?;
-    Ok(endpoint(cluster, &address, objects::MYSQL_PORT as u16, objects::OPERATOR_USER, &password))
+    let password = secret_key(client, namespace, &objects::secret_name(cluster), objects::MOVER_PASSWORD_KEY).await?;
+    Ok(endpoint(cluster, &address, objects::MYSQL_PORT as u16, objects::MOVER_USER, &password))
 }
 
 /// One key of a Secret in `namespace`, as text.

@@ -57,6 +57,7 @@ pub async fn ensure_passwords(client: &kube::Client, cluster: &MySQLCluster) -> 
                     replication: generate_password(),
                     operator: generate_password(),
                     app: generate_password(),
+                    mover: generate_password(),
                 };
                 let secret = secret_for_create(&objects::secret(cluster, &passwords)?);
                 let pp = PostParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PostParams::default() };
@@ -121,8 +122,8 @@ pub fn complete_passwords(
             }
         }
     }
-    let [root, replication, operator, app]: [String; 4] = values.try_into().expect("one value per key");
-    Ok((Passwords { root, replication, operator, app }, added))
+    let [root, replication, operator, app, mover]: [String; 5] = values.try_into().expect("one value per key");
+    Ok((Passwords { root, replication, operator, app, mover }, added))
 }
 
 /// A merge patch adding `keys` to the Secret, valid only against
@@ -326,17 +327,18 @@ mod tests {
         assert_eq!(p.app, "app's");
         assert_eq!(p.replication, "gen1");
         assert_eq!(p.operator, "gen2");
-        assert_eq!(added, ["replication-password", "operator-password"]);
+        assert_eq!(added, ["replication-password", "operator-password", "mover-password"]);
 
         let full = data(&[
             ("root-password", b"a"),
             ("replication-password", b"b"),
             ("operator-password", b"c"),
             ("app-password", b"d"),
+            ("mover-password", b"e"),
         ]);
         let (p, added) = complete_passwords("s", Some(&full), || panic!("nothing to generate")).unwrap();
         assert!(added.is_empty());
-        assert_eq!(p.entries().map(|(_, v)| v.to_string()), ["a", "b", "c", "d"]);
+        assert_eq!(p.entries().map(|(_, v)| v.to_string()), ["a", "b", "c", "d", "e"]);
     }
 
     #[test]
@@ -352,12 +354,22 @@ mod tests {
 
     #[test]
     fn add_keys_patch_is_conditional_and_only_adds() {
-        let p = Passwords { root: "r".into(), replication: "x".into(), operator: "o".into(), app: "a".into() };
+        let p = passwords();
         let patch = add_keys_patch(Some("42".into()), &p, &["replication-password"]);
         assert_eq!(
             patch,
             serde_json::json!({"metadata": {"resourceVersion": "42"}, "data": {"replication-password": "eA=="}})
         );
+    }
+
+    fn passwords() -> Passwords {
+        Passwords {
+            root: "r".into(),
+            replication: "x".into(),
+            operator: "o".into(),
+            app: "a".into(),
+            mover: "m".into(),
+        }
     }
 
     fn cluster() -> MySQLCluster {
@@ -371,25 +383,28 @@ mod tests {
 
     #[test]
     fn applied_secret_carries_no_password() {
-        let p = Passwords { root: "r".into(), replication: "x".into(), operator: "o".into(), app: "a".into() };
+        let p = passwords();
         let o = objects::build(&cluster(), &p).unwrap();
         let applied = secret_for_apply(&o.secret);
         let keys: Vec<_> = applied.data.as_ref().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["init.sql"]);
         assert_eq!(applied.metadata, o.secret.metadata);
-        assert_eq!(o.secret.data.as_ref().unwrap().len(), 5, "the rendered Secret is left whole");
+        assert_eq!(o.secret.data.as_ref().unwrap().len(), 6, "the rendered Secret is left whole");
     }
 
     #[test]
     fn created_secret_carries_only_passwords() {
-        let p = Passwords { root: "r".into(), replication: "x".into(), operator: "o".into(), app: "a".into() };
+        let p = passwords();
         let mut c = cluster();
         c.spec.deletion_policy = crate::cluster::api::DeletionPolicy::Delete;
         let o = objects::build(&c, &p).unwrap();
         assert!(o.secret.metadata.owner_references.is_some());
         let created = secret_for_create(&o.secret);
         let keys: Vec<_> = created.data.as_ref().unwrap().keys().cloned().collect();
-        assert_eq!(keys, ["app-password", "operator-password", "replication-password", "root-password"]);
+        assert_eq!(
+            keys,
+            ["app-password", "mover-password", "operator-password", "replication-password", "root-password"]
+        );
         assert!(created.metadata.owner_references.is_none(), "owned by the apply only");
         assert_eq!(created.metadata.labels, o.secret.metadata.labels);
         assert_eq!(created.metadata.name.as_deref(), Some("db-credentials"));
@@ -398,7 +413,7 @@ mod tests {
 
     #[test]
     fn pdb_fallback_object() {
-        let p = Passwords { root: "r".into(), replication: "x".into(), operator: "o".into(), app: "a".into() };
+        let p = passwords();
         let o = objects::build(&cluster(), &p).unwrap();
         let obj = pdb_as_v1beta1(&o.pdb).unwrap();
         let v = serde_json::to_value(&obj).unwrap();

@@ -163,10 +163,11 @@ pub const ROOT_PASSWORD_KEY: &str = "root-password";
 pub const REPLICATION_PASSWORD_KEY: &str = "replication-password";
 pub const OPERATOR_PASSWORD_KEY: &str = "operator-password";
 pub const APP_PASSWORD_KEY: &str = "app-password";
+pub const MOVER_PASSWORD_KEY: &str = "mover-password";
 /// The password keys of the credentials Secret. Generated when absent, never
 /// changed once present.
-pub const PASSWORD_KEYS: [&str; 4] =
-    [ROOT_PASSWORD_KEY, REPLICATION_PASSWORD_KEY, OPERATOR_PASSWORD_KEY, APP_PASSWORD_KEY];
+pub const PASSWORD_KEYS: [&str; 5] =
+    [ROOT_PASSWORD_KEY, REPLICATION_PASSWORD_KEY, OPERATOR_PASSWORD_KEY, APP_PASSWORD_KEY, MOVER_PASSWORD_KEY];
 /// The key of the Secret holding the account-creation script.
 pub const INIT_SQL_KEY: &str = "init.sql";
 
@@ -174,6 +175,14 @@ pub const INIT_SQL_KEY: &str = "init.sql";
 pub const REPLICATION_USER: &str = "repl";
 /// The operator's own account (`'switchyard'@'%'`): ALL WITH GRANT OPTION.
 pub const OPERATOR_USER: &str = "switchyard";
+/// The account the data-moving kinds (OnlineDDL, Migration, ShardSplit) work
+/// with (`'switchyard_mover'@'%'`): everything the operator's account has
+/// except writing past `read_only` (MariaDB's READ_ONLY ADMIN; on MySQL the
+/// cluster uses super_read_only, which no account writes past). A switchover
+/// makes the old primary read-only first, so whatever the work still sends
+/// there is refused by the server instead of becoming a transaction the new
+/// primary lacks.
+pub const MOVER_USER: &str = "switchyard_mover";
 /// The applications' account (`'app'@'%'`): data and schema privileges, no
 /// administration.
 pub const APP_USER: &str = "app";
@@ -193,23 +202,25 @@ pub struct Passwords {
     pub replication: String,
     pub operator: String,
     pub app: String,
+    pub mover: String,
 }
 
 impl Passwords {
     /// The Secret key of each password, in [`PASSWORD_KEYS`] order.
-    pub fn entries(&self) -> [(&'static str, &str); 4] {
+    pub fn entries(&self) -> [(&'static str, &str); 5] {
         [
             (ROOT_PASSWORD_KEY, &self.root),
             (REPLICATION_PASSWORD_KEY, &self.replication),
             (OPERATOR_PASSWORD_KEY, &self.operator),
             (APP_PASSWORD_KEY, &self.app),
+            (MOVER_PASSWORD_KEY, &self.mover),
         ]
     }
 }
 
 impl fmt::Debug for Passwords {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Passwords { root: <redacted>, replication: <redacted>, operator: <redacted>, app: <redacted> }")
+        f.write_str("Passwords { root: <redacted>, replication: <redacted>, operator: <redacted>, app: <redacted>, mover: <redacted> }")
     }
 }
 
@@ -233,14 +244,14 @@ pub fn sql_string(s: &str) -> String {
 }
 
 /// The script the image's entrypoint runs once, when it initializes an empty
-/// data directory: the replication, operator and application accounts.
+/// data directory: the replication, operator, mover and application accounts.
 /// Valid on MariaDB 10.11+ and MySQL 8.0/8.4.
 ///
 /// `sql_log_bin=0` first: the statements then write no binlog events and
 /// create no GTIDs. Every instance runs the script on its own data directory,
 /// so with GTIDs each would hold transactions no other instance has, and the
 /// first replica to connect would see errant transactions.
-pub fn init_sql(passwords: &Passwords) -> String {
+pub fn init_sql(passwords: &Passwords, flavor: ImageFlavor) -> String {
     let mut sql = String::from(
         "-- Written by Switchyard. Run once by the image entrypoint on an empty data directory.\n\
          -- Not binlogged: every instance creates the same accounts itself, so none holds a GTID the primary lacks.\n\
@@ -252,6 +263,13 @@ pub fn init_sql(passwords: &Passwords) -> String {
     };
     account(REPLICATION_USER, &passwords.replication, "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {user};");
     account(OPERATOR_USER, &passwords.operator, "GRANT ALL PRIVILEGES ON *.* TO {user} WITH GRANT OPTION;");
+    let mover = match flavor {
+        ImageFlavor::MariaDb => {
+            "GRANT ALL PRIVILEGES ON *.* TO {user} WITH GRANT OPTION;\nREVOKE READ_ONLY ADMIN ON *.* FROM {user};"
+        }
+        ImageFlavor::MySql => "GRANT ALL PRIVILEGES ON *.* TO {user} WITH GRANT OPTION;",
+    };
+    account(MOVER_USER, &passwords.mover, mover);
     account(APP_USER, &passwords.app, &format!("GRANT {APP_PRIVILEGES} ON *.* TO {{user}};"));
     sql
 }
@@ -453,7 +471,10 @@ pub fn secret(cluster: &MySQLCluster, passwords: &Passwords) -> Result<Secret, B
 fn secret_of(owner: &Owner, cluster: &MySQLCluster, passwords: &Passwords) -> Secret {
     let mut data: BTreeMap<String, ByteString> =
         passwords.entries().iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect();
-    data.insert(INIT_SQL_KEY.to_string(), ByteString(init_sql(passwords).into_bytes()));
+    data.insert(
+        INIT_SQL_KEY.to_string(),
+        ByteString(init_sql(passwords, image_flavor(&cluster.spec.image)).into_bytes()),
+    );
     let mut metadata = owner.meta(secret_name(&owner.name));
     // With deletionPolicy Retain the data volumes outlive the cluster, and
     // they are only usable with the passwords they were initialized with
@@ -774,7 +795,13 @@ mod tests {
     }
 
     fn passwords() -> Passwords {
-        Passwords { root: "r00t".into(), replication: "r3pl".into(), operator: "0per".into(), app: "4pp".into() }
+        Passwords {
+            root: "r00t".into(),
+            replication: "r3pl".into(),
+            operator: "0per".into(),
+            app: "4pp".into(),
+            mover: "m0ver".into(),
+        }
     }
 
     fn objects(spec: MySQLClusterSpec) -> Objects {
@@ -1141,7 +1168,7 @@ mod tests {
 
     #[test]
     fn init_sql_text() {
-        let sql = init_sql(&passwords());
+        let sql = init_sql(&passwords(), ImageFlavor::MariaDb);
         let statements: Vec<_> = sql.lines().filter(|l| !l.starts_with("--")).collect();
         assert_eq!(
             statements,
@@ -1151,6 +1178,9 @@ mod tests {
                 "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%';",
                 "CREATE USER IF NOT EXISTS 'switchyard'@'%' IDENTIFIED BY '0per';",
                 "GRANT ALL PRIVILEGES ON *.* TO 'switchyard'@'%' WITH GRANT OPTION;",
+                "CREATE USER IF NOT EXISTS 'switchyard_mover'@'%' IDENTIFIED BY 'm0ver';",
+                "GRANT ALL PRIVILEGES ON *.* TO 'switchyard_mover'@'%' WITH GRANT OPTION;",
+                "REVOKE READ_ONLY ADMIN ON *.* FROM 'switchyard_mover'@'%';",
                 "CREATE USER IF NOT EXISTS 'app'@'%' IDENTIFIED BY '4pp';",
                 "GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, INDEX, ALTER, CREATE TEMPORARY TABLES, \
                  LOCK TABLES, EXECUTE, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE, EVENT, TRIGGER, \
@@ -1160,6 +1190,9 @@ mod tests {
         assert!(!sql.contains("r00t"), "the root password is the entrypoint's business");
         // Comments are `-- ` comments, valid in both servers' clients.
         assert!(sql.lines().filter(|l| l.starts_with("--")).all(|l| l.starts_with("-- ")));
+        // MySQL has no READ_ONLY ADMIN: its super_read_only stops every account.
+        let mysql = init_sql(&passwords(), ImageFlavor::MySql);
+        assert!(!mysql.contains("READ_ONLY ADMIN") && mysql.contains("'switchyard_mover'@'%' WITH GRANT OPTION"));
     }
 
     #[test]
@@ -1171,7 +1204,7 @@ mod tests {
         assert_eq!(sql_string("nul\0"), r"'nul\0'");
         let mut p = passwords();
         p.operator = r"a'b\c".into();
-        let sql = init_sql(&p);
+        let sql = init_sql(&p, ImageFlavor::MariaDb);
         assert!(sql.contains(r"CREATE USER IF NOT EXISTS 'switchyard'@'%' IDENTIFIED BY 'a''b\\c';"), "{sql}");
     }
 
@@ -1181,19 +1214,30 @@ mod tests {
         assert_eq!(o.secret.type_.as_deref(), Some("Opaque"));
         let data = o.secret.data.as_ref().unwrap();
         let keys: Vec<_> = data.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["app-password", "init.sql", "operator-password", "replication-password", "root-password"]);
+        assert_eq!(
+            keys,
+            [
+                "app-password",
+                "init.sql",
+                "mover-password",
+                "operator-password",
+                "replication-password",
+                "root-password"
+            ]
+        );
+        assert_eq!(data["mover-password"].0, b"m0ver");
         assert_eq!(data["root-password"].0, b"r00t");
         assert_eq!(data["replication-password"].0, b"r3pl");
         assert_eq!(data["operator-password"].0, b"0per");
         assert_eq!(data["app-password"].0, b"4pp");
-        assert_eq!(data["init.sql"].0, init_sql(&passwords()).into_bytes());
+        assert_eq!(data["init.sql"].0, init_sql(&passwords(), ImageFlavor::MariaDb).into_bytes());
         assert!(o.secret.string_data.is_none());
     }
 
     #[test]
     fn passwords_are_not_printed() {
         let text = format!("{:?}", passwords());
-        for secret in ["r00t", "r3pl", "0per", "4pp"] {
+        for secret in ["r00t", "r3pl", "0per", "4pp", "m0ver"] {
             assert!(!text.contains(secret), "{text}");
         }
         assert_eq!(passwords().entries().map(|(k, _)| k), PASSWORD_KEYS);

@@ -11,3 +11,12 @@ pub fn free_form_object(_: &mut schemars::SchemaGenerator) -> Schema {
         "x-kubernetes-preserve-unknown-fields": true,
     })
 }
+
+/// A string that is one of `values`: a step, whose schema then lists every
+/// value for `kubectl explain` and clients.
+pub fn one_of(values: &[&str]) -> Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": values,
+    })
+}

@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Progress, Throttle};
+use crate::api::{AttemptPolicy, AttemptRecord, Progress, Throttle};
 
 /// Moves databases from a cluster or an external server to a MySQLCluster.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -197,67 +197,22 @@ pub struct SwitchPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_source: Option<DataSource>,
 
-    /// Longest time writes on the source may stay fenced in one attempt, in
-    /// seconds. Default 5.
-    #[serde(default = "default_lock_wait")]
-    #[schemars(range(min = 1, max = 300))]
-    pub lock_wait_timeout_seconds: i32,
-
-    /// Attempt the switch only while the target trails the source by less
-    /// than this many seconds. Default 1.
-    #[serde(default = "default_max_lag")]
-    #[schemars(range(min = 0, max = 3600))]
-    pub max_lag_seconds: i32,
-
     /// After the switch, kill the source connections and blocked queries on
     /// the migrated scope. Default true.
     #[serde(default = "default_true")]
     pub kill_blocked_queries: bool,
 
-    /// Attempts before the switch parks with SwitchAttemptsExhausted.
-    /// Default 5.
-    #[serde(default = "default_max_attempts")]
-    #[schemars(range(min = 1, max = 1000))]
-    pub max_attempts: i32,
-
-    /// Wait before the second attempt, in seconds; doubles for each later
-    /// attempt, capped at 300. Default 10.
-    #[serde(default = "default_backoff")]
-    #[schemars(range(min = 0, max = 3600))]
-    pub backoff_seconds: i32,
-
-    /// Re-arm counter: after attempts are exhausted, set this to a value
-    /// different from `status.switch.retry` for a fresh `maxAttempts`.
-    #[serde(default)]
-    #[schemars(range(min = 0))]
-    pub retry: i32,
+    /// How the switch is attempted: lockWaitTimeoutSeconds (how long writes
+    /// on the source may stay fenced), maxAttempts, backoffSeconds,
+    /// maxLagSeconds, retry.
+    #[serde(flatten)]
+    pub attempts: AttemptPolicy,
 }
 
 impl Default for SwitchPolicy {
     fn default() -> Self {
-        Self {
-            data_source: None,
-            lock_wait_timeout_seconds: default_lock_wait(),
-            max_lag_seconds: default_max_lag(),
-            kill_blocked_queries: true,
-            max_attempts: default_max_attempts(),
-            backoff_seconds: default_backoff(),
-            retry: 0,
-        }
+        Self { data_source: None, kill_blocked_queries: true, attempts: AttemptPolicy::default() }
     }
-}
-
-fn default_lock_wait() -> i32 {
-    5
-}
-fn default_max_lag() -> i32 {
-    1
-}
-fn default_max_attempts() -> i32 {
-    5
-}
-fn default_backoff() -> i32 {
-    10
 }
 
 /// The objects applications read their connection details from.
@@ -284,6 +239,7 @@ pub struct MigrationStatus {
     /// Current step: Pending, SeedCopy, Incremental, Accounts,
     /// ReadyToComplete, Postponed, Switching, Complete, Cancelled or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "step_schema")]
     pub step: Option<String>,
 
     /// Seed copy and sync progress.
@@ -388,23 +344,13 @@ pub struct UnsupportedAccount {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SwitchReport {
-    /// Attempts made since the last re-arm.
-    #[serde(default)]
-    pub attempts: i32,
-    /// The `spec.switch.retry` value the attempts count belongs to.
-    #[serde(default)]
-    pub retry: i32,
+    #[serde(flatten)]
+    pub record: AttemptRecord,
     /// Sub-step of the attempt in flight: PermissionCheck, Fence, CatchUp,
     /// Checksum, SwitchDataSource, KillConnections, StopIncremental,
     /// SourceReadOnly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_step: Option<String>,
-    /// Why the last attempt failed, including blockers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// Earliest time of the next attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_time: Option<Time>,
     /// How long writes were fenced on the source, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fenced_millis: Option<i64>,
@@ -427,4 +373,23 @@ pub struct SwitchReport {
     /// The data-source generation this switch publishes in the ConfigMap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<i64>,
+}
+
+/// The values of `status.step`, in the order the work takes them (the
+/// plan's `Step` spells each; its tests check the two agree).
+pub const STEPS: [&str; 10] = [
+    "Pending",
+    "SeedCopy",
+    "Incremental",
+    "Accounts",
+    "ReadyToComplete",
+    "Postponed",
+    "Switching",
+    "Complete",
+    "Cancelled",
+    "Failed",
+];
+
+fn step_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    crate::k8s::schema::one_of(&STEPS)
 }

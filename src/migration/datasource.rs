@@ -24,7 +24,7 @@ use kube::api::{Api, Patch, PatchParams};
 
 use crate::cluster::objects::{self, MYSQL_PORT, PORT_NAME, ROLE_PRIMARY};
 use crate::k8s::FIELD_MANAGER;
-use crate::operator::work_error::WorkError;
+use crate::work::error::WorkError;
 
 pub const MIGRATION_LABEL: &str = "switchyard.io/migration";
 

@@ -3,7 +3,12 @@
 //! states.
 
 use super::api::{MigrationSpec, MigrationStatus};
-use crate::operator::attempts::{self, Decision, Policy, Record};
+use crate::work::attempts::{self, Decision, Policy, Record};
+use crate::work::gate::Wording;
+
+/// Held while a switch attempt is in flight: the source may be fenced, and
+/// a deletion must take the fence down first.
+pub const FENCE_FINALIZER: &str = "switchyard.io/migration-fence";
 
 /// `status.step`. The string forms are the API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,30 +150,26 @@ pub fn resume(status: &MigrationStatus) -> Resume {
     }
 }
 
-/// The switch gate: postpone, attempts, lag, backoff.
+/// The switch gate: postpone, attempts, lag, backoff. `status.switch` is
+/// already re-armed ([`attempts::rearm`]) under the current `spec.switch.retry`.
 pub fn switch(
     spec: &MigrationSpec,
     status: &MigrationStatus,
     lag: std::time::Duration,
     now: jiff::Timestamp,
 ) -> Decision {
-    let p = &spec.switch;
-    let policy = Policy {
-        postponed: spec.postpone_completion,
-        max_attempts: p.max_attempts,
-        max_lag: attempts::seconds(p.max_lag_seconds),
-        backoff: attempts::seconds(p.backoff_seconds),
-        retry: p.retry,
-    };
-    let r = status.switch.clone().unwrap_or_default();
-    let record = Record { attempts: r.attempts, retry: r.retry, next_attempt: r.next_attempt_time.map(|t| t.0) };
-    attempts::decide(&policy, &record, lag, now)
+    let record = status.switch.as_ref().map(|s| Record::of(&s.record)).unwrap_or_default();
+    attempts::decide(&Policy::of(&spec.switch.attempts, spec.postpone_completion), &record, lag, now)
 }
 
-/// The wait after failed attempt number `n`.
-pub fn backoff(spec: &MigrationSpec, n: i32) -> std::time::Duration {
-    attempts::backoff(attempts::seconds(spec.switch.backoff_seconds), n)
-}
+pub const WORDING: Wording = Wording {
+    action: "switch",
+    retry_field: "spec.switch.retry",
+    exhausted: "SwitchAttemptsExhausted",
+    rearmed: "SwitchRearmed",
+    postponed: "in sync with the accounts in place; spec.postponeCompletion holds the switch",
+    trailing: "the target",
+};
 
 #[cfg(test)]
 mod tests {
@@ -185,6 +186,7 @@ mod tests {
 
     #[test]
     fn steps_round_trip() {
+        assert_eq!(ALL.map(Step::as_str), crate::migration::api::STEPS, "the schema lists every step");
         for s in ALL {
             assert_eq!(Step::parse(Some(s.as_str())), s);
         }

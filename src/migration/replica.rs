@@ -16,7 +16,7 @@ use mysql_async::prelude::Queryable;
 use crate::movement::{BinlogPosition, TableName};
 use crate::mysql::Flavor;
 use crate::mysql::sql::{quote, replica_columns};
-use crate::operator::work_error::{Doing, WorkError};
+use crate::work::error::{Doing, WorkError};
 
 /// The replication connection (channel) of a migration.
 pub fn connection_name(reader_id: u32) -> String {

@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::accounts;
 use super::api::{IncrementalMode, Migration, MigrationStatus, Positions, SwitchReport, TableChecksum};
-use super::controller::{READY_TO_COMPLETE, SUCCEEDED};
 use super::datasource::{self, Place, Publish};
 use super::plan::{self, Resume, Step, SubStep};
 use super::replica;
@@ -34,12 +33,14 @@ use crate::movement::{
     prereq,
 };
 use crate::mysql::Flavor;
-use crate::operator::attempts::Decision;
 use crate::operator::context::Context;
 use crate::operator::spec_check;
-use crate::operator::task::{self, Flow, Reported};
-use crate::operator::tracked::{Live, Tracked};
-use crate::operator::work_error::{Doing, WorkError};
+use crate::work::error::{Doing, WorkError};
+use crate::work::source::{self, Source};
+use crate::work::task::{self, Flow, Reported};
+use crate::work::tracked::{Live, Tracked};
+use crate::work::{READY_TO_COMPLETE, SUCCEEDED};
+use crate::work::{attempts, gate};
 
 mod replication;
 use replication::{cp_applied, replication_problems};
@@ -428,37 +429,38 @@ impl Runner {
         Ok(self.engine.as_ref().expect("engine was just built"))
     }
 
-    /// Binary log positions belong to one server. If the source cluster
-    /// failed over, the copy starts again on the new primary (the target's
-    /// tables are emptied first). False when that restart began. (A
-    /// failover breaks the engine's connections, and the engine is rebuilt
-    /// after any error, so the id it read is current.)
+    /// Binary log positions belong to one server ([`source`]). If the source
+    /// cluster switched or failed over, the copy starts again on the new
+    /// primary (the target's tables are emptied first). False when that
+    /// restart began. An engine whose source or target is no longer its
+    /// cluster's primary is rebuilt first: a switchover leaves the old
+    /// primary up, so the engine's connections do not break on their own.
     async fn same_source(&mut self) -> Result<bool, WorkError> {
-        let now = self.engine().await?.source_server_id;
-        match (self.res.status.source_server_id, now) {
-            (Some(was), Some(now)) if was != now => {
-                let target = self.engine().await?.target.clone();
-                let mut tgt = target.connect().await?;
-                for t in self.tables() {
-                    tgt.query_drop(format!("TRUNCATE TABLE {}", t.sql())).await.doing(|| format!("emptying {t}"))?;
-                }
+        let (live_source, live_target) = (self.source().await?, self.target().await?);
+        if self.engine.as_ref().is_some_and(|e| {
+            !source::same_address(&e.source, &live_source) || !source::same_address(&e.target, &live_target)
+        }) {
+            self.engine = None;
+        }
+        let Some(now) = self.engine().await?.source_server_id else { return Ok(true) };
+        match source::judge(self.res.status.source_server_id, now) {
+            Source::Moved { was, now } => {
+                // The target's tables are the migration's own: the copy
+                // empties them first.
                 self.engine = None;
                 self.res.status.checkpoint = None;
                 self.res.status.progress = None;
                 self.res.status.positions = None;
                 self.res.status.checksums.clear();
                 self.res.status.source_server_id = Some(now);
-                self.res
-                    .event(
-                        EventType::Warning,
-                        "SourceChanged",
-                        format!("the source's server_id changed ({was} → {now}); the seed copy starts over"),
-                    )
-                    .await;
-                self.enter(Step::SeedCopy, "copying again from the new source primary".into()).await?;
+                self.res.start_over(was, now, Step::SeedCopy.as_str()).await?;
                 Ok(false)
             }
-            _ => Ok(true),
+            Source::First(now) => {
+                self.res.status.source_server_id = Some(now);
+                Ok(true)
+            }
+            Source::Same => Ok(true),
         }
     }
 
@@ -519,7 +521,7 @@ impl Runner {
         if !report.is_equal() {
             return Err(WorkError::Inconsistent(format!(
                 "the target differs from the source: {}",
-                differences(&report)
+                report.differences()
             )));
         }
         let rows = report.rows();
@@ -599,78 +601,19 @@ impl Runner {
             p.lag_seconds = Some(lag.as_secs() as i64);
         }
         let spec = self.res.obj.spec.clone();
-        let record = self.switch().clone();
-        if record.retry != spec.switch.retry {
-            let s = self.switch();
-            s.attempts = 0;
-            s.next_attempt_time = None;
-            s.retry = spec.switch.retry;
-            self.res
-                .event(
-                    EventType::Normal,
-                    "SwitchRearmed",
-                    format!("spec.switch.retry is {}: {} fresh attempts", spec.switch.retry, spec.switch.max_attempts),
-                )
-                .await;
+        if attempts::rearm(&spec.switch.attempts, &mut self.switch().record) {
+            let message = gate::rearmed_message(&plan::WORDING, &spec.switch.attempts);
+            self.res.event(EventType::Normal, plan::WORDING.rearmed, message).await;
         }
         let now = jiff::Timestamp::now();
-        match plan::switch(&spec, &self.res.status, lag, now) {
-            Decision::Postponed => {
-                self.res.set(&[Desired::new(
-                    READY_TO_COMPLETE,
-                    TRUE,
-                    "Postponed",
-                    "in sync with the accounts in place; spec.postponeCompletion holds the switch",
-                )]);
-                self.enter(
-                    Step::Postponed,
-                    "switch postponed by spec.postponeCompletion; changes keep applying".into(),
-                )
-                .await?;
-                self.idle(IDLE).await;
-            }
-            Decision::Exhausted => {
-                let last = self.switch().last_error.clone().unwrap_or_default();
-                let message = format!(
-                    "{} switch attempts failed; last: {last}. Change spec.switch.retry (e.g. to {}) to re-arm",
-                    self.switch().attempts,
-                    spec.switch.retry + 1
-                );
-                let desired = Desired::new(READY_TO_COMPLETE, TRUE, "SwitchAttemptsExhausted", message.clone());
-                let news = spec_check::is_news(&self.res.status.conditions, &desired);
-                self.res.set(&[desired]);
-                self.res.status.step = Some(Step::ReadyToComplete.as_str().into());
-                self.res.persist().await?;
-                if news {
-                    self.res.event(EventType::Warning, "SwitchAttemptsExhausted", message).await;
-                }
-                self.idle(IDLE).await;
-            }
-            Decision::LagTooHigh { lag } => {
-                self.res.set(&[Desired::new(
-                    READY_TO_COMPLETE,
-                    FALSE,
-                    "LagTooHigh",
-                    format!("the target trails by {} s (max {} s)", lag.as_secs(), spec.switch.max_lag_seconds),
-                )]);
-                self.enter(Step::ReadyToComplete, "catching up".into()).await?;
-            }
-            Decision::Wait { until } => {
-                self.res.set(&[Desired::new(
-                    READY_TO_COMPLETE,
-                    TRUE,
-                    "BackingOff",
-                    format!("next switch attempt at {until}"),
-                )]);
-                self.enter(Step::ReadyToComplete, "backing off".into()).await?;
-                let left = until.duration_since(now).unsigned_abs();
-                self.idle(left.min(IDLE)).await;
-            }
-            Decision::Attempt => {
-                self.res.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "InSync", "in sync with the accounts in place")]);
-                return self.attempt().await;
-            }
-        }
+        let decision = plan::switch(&spec, &self.res.status, lag, now);
+        let record = self.switch().record.clone();
+        let Some(held) = gate::hold(&decision, &plan::WORDING, &spec.switch.attempts, &record, now, IDLE) else {
+            self.res.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "InSync", "in sync with the accounts in place")]);
+            return self.attempt().await;
+        };
+        self.res.hold(&held, Step::ReadyToComplete.as_str()).await?;
+        self.idle(held.idle).await;
         Ok(Flow::Continue)
     }
 
@@ -717,20 +660,4 @@ fn checksums(report: &ChecksumReport) -> Vec<TableChecksum> {
                 .collect(),
         })
         .collect()
-}
-
-fn differences(report: &ChecksumReport) -> String {
-    report
-        .tables
-        .iter()
-        .filter(|t| !t.mismatches.is_empty())
-        .map(|t| {
-            let m = &t.mismatches[0];
-            format!(
-                "{} (range {}: source {} rows, target {}; missing {:?}, extra {:?}, changed {:?})",
-                t.table, m.range, m.source_rows, m.target_rows, m.missing, m.extra, m.changed
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }

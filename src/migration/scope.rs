@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use super::api::TableFilter;
 use crate::movement::{MovementError, TableName, indexes, schema};
 use crate::mysql::sql::{quote, quote_ident};
-use crate::operator::work_error::{Doing, WorkError};
+use crate::work::error::{Doing, WorkError};
 
 /// Whether `database.table` is in scope. An entry without a database matches
 /// the table in every migrated database; exclude wins over include.
@@ -105,27 +105,6 @@ pub async fn conflicts(target: &mut Conn, tables: &[TableName]) -> Result<Vec<St
     Ok(out)
 }
 
-/// `SHOW CREATE TABLE` output made idempotent and schema-qualified.
-pub fn create_statement(table: &TableName, show_create: &str) -> Option<String> {
-    let rest = show_create.trim_start().strip_prefix("CREATE TABLE ")?;
-    // The name as SHOW CREATE TABLE prints it: backquoted, unqualified.
-    let name_end = if rest.starts_with('`') {
-        let mut i = 1;
-        let b = rest.as_bytes();
-        loop {
-            match b.get(i) {
-                Some(b'`') if b.get(i + 1) == Some(&b'`') => i += 2,
-                Some(b'`') => break i + 1,
-                Some(_) => i += 1,
-                None => return None,
-            }
-        }
-    } else {
-        rest.find(' ')?
-    };
-    Some(format!("CREATE TABLE IF NOT EXISTS {}{}", table.sql(), &rest[name_end..]))
-}
-
 /// Creates the moved databases and tables on the target as the source
 /// defines them. Idempotent: what exists is left as it is.
 pub async fn create_on_target(source: &mut Conn, target: &mut Conn, tables: &[TableName]) -> Result<(), WorkError> {
@@ -151,7 +130,7 @@ pub async fn create_on_target(source: &mut Conn, target: &mut Conn, tables: &[Ta
         }
         let existed = !conflicts(target, std::slice::from_ref(t)).await?.is_empty();
         let definition = show_create(source, t).await?;
-        let ddl = create_statement(t, &definition)
+        let ddl = schema::create_statement(t, &definition)
             .ok_or_else(|| WorkError::Inconsistent(format!("SHOW CREATE TABLE {t} returned no table definition")))?;
         target.query_drop(ddl).await.doing(|| format!("creating {t} on the target"))?;
         // A new table is filled faster without its secondary indexes; they
@@ -207,16 +186,5 @@ mod tests {
         let f = filter(&["shop.orders", "items"], &["crm.items"]);
         assert!(in_scope("shop", "orders", Some(&f)) && !in_scope("crm", "orders", Some(&f)));
         assert!(in_scope("shop", "items", Some(&f)) && !in_scope("crm", "items", Some(&f)), "exclude wins");
-    }
-
-    #[test]
-    fn create_statements_are_idempotent_and_qualified() {
-        let t = TableName::new("shop", "odd`name");
-        let ddl = "CREATE TABLE `odd``name` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB";
-        assert_eq!(
-            create_statement(&t, ddl).unwrap(),
-            "CREATE TABLE IF NOT EXISTS `shop`.`odd``name` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB"
-        );
-        assert_eq!(create_statement(&t, "CREATE VIEW v AS SELECT 1"), None);
     }
 }

@@ -73,6 +73,36 @@ impl ChecksumReport {
     pub fn rows(&self) -> u64 {
         self.tables.iter().map(|t| t.rows).sum()
     }
+
+    /// The differences, for a condition or an error: per table, how many
+    /// chunks and keys differ, and in which targets. Counts only: key values
+    /// and chunk bounds are data, and messages never carry data.
+    pub fn differences(&self) -> String {
+        self.tables
+            .iter()
+            .filter(|t| !t.mismatches.is_empty())
+            .map(|t| {
+                let sum = |f: fn(&Mismatch) -> usize| t.mismatches.iter().map(f).sum::<usize>();
+                let (source, target): (u64, u64) =
+                    t.mismatches.iter().fold((0, 0), |(s, d), m| (s + m.source_rows, d + m.target_rows));
+                let mut shards: Vec<usize> = t.mismatches.iter().flat_map(|m| m.shards.iter().copied()).collect();
+                shards.sort_unstable();
+                shards.dedup();
+                let shards = if shards.is_empty() { String::new() } else { format!(" in targets {shards:?}") };
+                format!(
+                    "{}: {} of {} chunks differ{shards} ({source} source rows against {target}; keys missing {}, \
+                     extra {}, changed {})",
+                    t.table,
+                    t.mismatches.len(),
+                    t.chunks,
+                    sum(|m| m.missing.len()),
+                    sum(|m| m.extra.len()),
+                    sum(|m| m.changed.len()),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// The castable type that makes a target column print like the source's.
@@ -320,6 +350,39 @@ fn diff(key_kinds: &[&Kind], src: Vec<Row>, tgt: Vec<Row>) -> Mismatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn differences_count_and_never_show_keys() {
+        let m = Mismatch {
+            range: "`id` >= 'secret-key-1'".into(),
+            source_rows: 10,
+            target_rows: 9,
+            missing: vec!["secret-key-2".into()],
+            extra: vec![],
+            changed: vec!["secret-key-3".into(), "secret-key-4".into()],
+            shards: vec![2, 0],
+        };
+        let report = ChecksumReport {
+            at: BinlogPosition::new("b.000001", 4),
+            tables: vec![
+                TableChecksum {
+                    table: "shop.orders".into(),
+                    rows: 100,
+                    chunks: 4,
+                    mismatches: vec![m],
+                    ..Default::default()
+                },
+                TableChecksum { table: "shop.lines".into(), rows: 5, chunks: 1, ..Default::default() },
+            ],
+        };
+        let text = report.differences();
+        assert_eq!(
+            text,
+            "shop.orders: 1 of 4 chunks differ in targets [0, 2] (10 source rows against 9; keys missing 1, extra 0, \
+             changed 2)"
+        );
+        assert!(!text.contains("secret"), "{text}");
+    }
     use crate::movement::mapping::tests::{int, one_to_one, table};
 
     #[test]

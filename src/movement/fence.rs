@@ -33,10 +33,11 @@ use mysql_async::prelude::Queryable;
 
 use crate::movement::BinlogPosition;
 use crate::movement::TableName;
+use crate::movement::blockers;
+use crate::movement::error::{At, MovementError};
 use crate::movement::snapshot;
 use crate::mysql::Flavor;
 use crate::mysql::sql::{quote, quote_ident};
-use crate::operator::work_error::{Doing, WorkError};
 
 /// The user variable every engine session sets (`endpoint.rs`); the fence
 /// lets its writes through.
@@ -53,11 +54,7 @@ pub fn trigger_name(table: &str, op_suffix: &str) -> String {
     if name.len() <= 64 {
         return name;
     }
-    let mut h: u32 = 0x811c_9dc5;
-    for b in table.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
+    let h = crate::hash::fnv1a(table.as_bytes());
     let keep: String = table.chars().take(30).collect();
     format!("switchyard_fence_{op_suffix}_{keep}_{h:08x}")
 }
@@ -125,30 +122,35 @@ pub async fn fence(
     tables: &[TableName],
     lock_wait: Duration,
     message: &str,
-) -> Result<Fenced, WorkError> {
-    conn.query_drop(lock_session_settings(lock_wait)).await.doing(|| "setting the lock wait".into())?;
-    let own_id: u32 = conn.id();
+) -> Result<Fenced, MovementError> {
+    conn.query_drop(lock_session_settings(lock_wait)).await.at("setting the lock wait")?;
     if let Err(e) = conn.query_drop(lock_tables(tables)).await {
         if matches!(&e, mysql_async::Error::Server(s) if s.code == 1205) {
-            let blockers = blockers(conn, own_id, tables).await.unwrap_or_default();
+            // The one blocker finder; on a second failure the fence still
+            // reports that it was blocked.
+            let found = match blockers::lock_view(conn, flavor).await {
+                Ok(view) => blockers::find(conn, view, tables).await.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            let blockers = found.iter().map(ToString::to_string).collect();
             return Ok(Fenced::Blocked { blockers });
         }
-        return Err(e).doing(|| "locking the moved tables".into());
+        return Err(e).at("locking the moved tables");
     }
     let fenced = async {
         for t in tables {
             for s in drop_triggers(t).into_iter().chain(create_triggers(t, message)) {
-                conn.query_drop(s).await.doing(|| format!("fencing {t}"))?;
+                conn.query_drop(s).await.at(&format!("fencing {t}"))?;
             }
         }
-        snapshot::position(conn, "source", flavor).await.map_err(WorkError::from)
+        snapshot::position(conn, "source", flavor).await
     }
     .await;
     // Unlock whatever happened: writers are queued behind this lock.
     let unlocked = conn.query_drop("UNLOCK TABLES").await;
     match fenced {
         Ok(position) => {
-            unlocked.doing(|| "unlocking the moved tables".into())?;
+            unlocked.at("unlocking the moved tables")?;
             Ok(Fenced::Yes { position })
         }
         Err(e) => {
@@ -163,21 +165,19 @@ pub async fn fence(
 /// Removes the fence. Each DROP TRIGGER waits for the table like any DDL, at
 /// most `lock_wait`; on failure the source stays fenced (the safe side) and
 /// the caller retries.
-pub async fn unfence(conn: &mut Conn, tables: &[TableName], lock_wait: Duration) -> Result<(), WorkError> {
+pub async fn unfence(conn: &mut Conn, tables: &[TableName], lock_wait: Duration) -> Result<(), MovementError> {
     let wait = lock_wait.as_secs().max(1);
-    conn.query_drop(format!("SET SESSION lock_wait_timeout = {wait}"))
-        .await
-        .doing(|| "setting the lock wait".into())?;
+    conn.query_drop(format!("SET SESSION lock_wait_timeout = {wait}")).await.at("setting the lock wait")?;
     for t in tables {
         for s in drop_triggers(t) {
-            conn.query_drop(s).await.doing(|| format!("unfencing {t}"))?;
+            conn.query_drop(s).await.at(&format!("unfencing {t}"))?;
         }
     }
     Ok(())
 }
 
 /// Moved tables that lack one of their fence triggers.
-pub async fn unfenced_tables(conn: &mut Conn, tables: &[TableName]) -> Result<Vec<String>, WorkError> {
+pub async fn unfenced_tables(conn: &mut Conn, tables: &[TableName]) -> Result<Vec<String>, MovementError> {
     let mut missing = Vec::new();
     for t in tables {
         let names: Vec<String> = OPERATIONS.iter().map(|(_, s)| quote(&trigger_name(&t.table, s))).collect();
@@ -189,43 +189,12 @@ pub async fn unfenced_tables(conn: &mut Conn, tables: &[TableName]) -> Result<Ve
                 names.join(", ")
             ))
             .await
-            .doing(|| format!("reading the triggers of {t}"))?;
+            .at(&format!("reading the triggers of {t}"))?;
         if n.unwrap_or(0) < OPERATIONS.len() as u64 {
             missing.push(t.to_string());
         }
     }
     Ok(missing)
-}
-
-/// id, user, host, db, seconds, statement, transaction start.
-type SessionRow = (u64, String, String, Option<String>, u64, Option<String>, Option<String>);
-
-/// Sessions with an open transaction, or a statement running on a moved
-/// schema: what a lock on the moved tables waits for.
-async fn blockers(conn: &mut Conn, own_id: u32, tables: &[TableName]) -> Result<Vec<String>, mysql_async::Error> {
-    let schemas = schemas(tables);
-    let rows: Vec<SessionRow> = conn
-        .query(format!(
-            "SELECT p.ID, p.USER, p.HOST, p.DB, p.TIME, LEFT(p.INFO, 120), t.trx_started \
-             FROM information_schema.PROCESSLIST p LEFT JOIN information_schema.INNODB_TRX t \
-               ON t.trx_mysql_thread_id = p.ID \
-             WHERE p.ID <> {own_id} AND p.COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon') \
-               AND (t.trx_id IS NOT NULL OR (p.COMMAND <> 'Sleep' AND p.DB IN ({schemas}))) \
-             ORDER BY p.TIME DESC LIMIT 10"
-        ))
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, user, host, db, time, info, trx)| {
-            let what = match (trx, info) {
-                (Some(since), _) => format!("transaction open since {since}"),
-                (None, Some(q)) => format!("running {q:?}"),
-                (None, None) => "busy".to_string(),
-            };
-            let host = host.split(':').next().unwrap_or("").to_string();
-            format!("connection {id} ({user}@{host}, db {}, {time} s): {what}", db.unwrap_or_else(|| "-".into()))
-        })
-        .collect())
 }
 
 fn schemas(tables: &[TableName]) -> String {
@@ -238,7 +207,7 @@ fn schemas(tables: &[TableName]) -> String {
 /// Kills the source sessions on the moved scope: those whose default schema
 /// is a moved one, and those of the migrated accounts. Replication streams
 /// and this session are spared. Returns how many were killed.
-pub async fn kill_connections(conn: &mut Conn, tables: &[TableName], users: &[String]) -> Result<i32, WorkError> {
+pub async fn kill_connections(conn: &mut Conn, tables: &[TableName], users: &[String]) -> Result<i32, MovementError> {
     let mut conds = vec![format!("DB IN ({})", schemas(tables))];
     if !users.is_empty() {
         conds.push(format!("USER IN ({})", users.iter().map(|u| quote(u)).collect::<Vec<_>>().join(", ")));
@@ -250,14 +219,14 @@ pub async fn kill_connections(conn: &mut Conn, tables: &[TableName], users: &[St
             conds.join(" OR ")
         ))
         .await
-        .doing(|| "listing the source's connections".into())?;
+        .at("listing the source's connections")?;
     let mut killed = 0;
     for id in ids {
         // Gone already is fine: it is what we wanted.
         match conn.query_drop(format!("KILL {id}")).await {
             Ok(()) => killed += 1,
             Err(mysql_async::Error::Server(e)) if e.code == 1094 => {}
-            Err(e) => return Err(e).doing(|| format!("killing connection {id}")),
+            Err(e) => return Err(e).at(&format!("killing connection {id}")),
         }
     }
     Ok(killed)

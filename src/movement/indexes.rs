@@ -7,8 +7,8 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::TableName;
+use crate::movement::error::{At, MovementError};
 use crate::mysql::sql::quote;
-use crate::operator::work_error::{Doing, WorkError};
 
 /// Non-unique secondary indexes of a `SHOW CREATE TABLE` text, as
 /// `(name, definition)`, e.g. ``("k_1", "KEY `k_1` (`k`)")``. The copy fills
@@ -62,25 +62,24 @@ pub fn index_names(table: &TableName) -> String {
 /// Drops the table's non-unique secondary indexes (see
 /// [`deferrable_indexes`]) and returns their definitions, to be added
 /// back by [`restore_indexes`] once the rows are in.
-pub async fn defer_indexes(conn: &mut Conn, table: &TableName) -> Result<Vec<String>, WorkError> {
+pub async fn defer_indexes(conn: &mut Conn, table: &TableName) -> Result<Vec<String>, MovementError> {
     let row: Option<(String, String)> = conn
         .query_first(format!("SHOW CREATE TABLE {}", table.sql()))
         .await
-        .doing(|| format!("reading the definition of {table}"))?;
+        .at(&format!("reading the definition of {table}"))?;
     let Some((_, ddl)) = row else { return Ok(vec![]) };
     let deferred = deferrable_indexes(&ddl);
     if deferred.is_empty() {
         return Ok(vec![]);
     }
     let names: Vec<String> = deferred.iter().map(|(n, _)| n.clone()).collect();
-    conn.query_drop(drop_indexes(table, &names)).await.doing(|| format!("deferring the indexes of {table}"))?;
+    conn.query_drop(drop_indexes(table, &names)).await.at(&format!("deferring the indexes of {table}"))?;
     Ok(deferred.into_iter().map(|(_, def)| def).collect())
 }
 
 /// Adds back the deferred indexes the table does not have yet.
-pub async fn restore_indexes(conn: &mut Conn, table: &TableName, definitions: &[String]) -> Result<(), WorkError> {
-    let present: Vec<String> =
-        conn.query(index_names(table)).await.doing(|| format!("listing the indexes of {table}"))?;
+pub async fn restore_indexes(conn: &mut Conn, table: &TableName, definitions: &[String]) -> Result<(), MovementError> {
+    let present: Vec<String> = conn.query(index_names(table)).await.at(&format!("listing the indexes of {table}"))?;
     let missing: Vec<String> = definitions
         .iter()
         .filter(|def| {
@@ -93,7 +92,7 @@ pub async fn restore_indexes(conn: &mut Conn, table: &TableName, definitions: &[
     if missing.is_empty() {
         return Ok(());
     }
-    conn.query_drop(add_indexes(table, &missing)).await.doing(|| format!("adding the indexes of {table}"))
+    conn.query_drop(add_indexes(table, &missing)).await.at(&format!("adding the indexes of {table}"))
 }
 
 #[cfg(test)]

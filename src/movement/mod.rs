@@ -17,6 +17,7 @@
 
 pub mod apply;
 pub mod binlog;
+pub mod blockers;
 pub mod checkpoint;
 pub mod checksum;
 pub mod chunk;

@@ -320,9 +320,52 @@ pub async fn load(conn: &mut Conn, endpoint: &str, name: &TableName) -> Result<T
     Ok(TableSchema { name: name.clone(), columns, key, estimated_rows: estimated_rows.unwrap_or(0) })
 }
 
+/// `SHOW CREATE TABLE`'s statement for `table` (the same name or another),
+/// schema-qualified and idempotent. None if it is not a table's.
+pub fn create_statement(table: &TableName, show_create: &str) -> Option<String> {
+    let rest = show_create.trim_start().strip_prefix("CREATE TABLE ")?;
+    // The name as SHOW CREATE TABLE prints it: backquoted, unqualified.
+    let name_end = if rest.starts_with('`') {
+        let mut i = 1;
+        let b = rest.as_bytes();
+        loop {
+            match b.get(i) {
+                Some(b'`') if b.get(i + 1) == Some(&b'`') => i += 2,
+                Some(b'`') => break i + 1,
+                Some(_) => i += 1,
+                None => return None,
+            }
+        }
+    } else {
+        rest.find(' ')?
+    };
+    Some(format!("CREATE TABLE IF NOT EXISTS {}{}", table.sql(), &rest[name_end..]))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn create_statements_are_idempotent_and_qualified() {
+        let t = TableName::new("shop", "odd`name");
+        let ddl = "CREATE TABLE `odd``name` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB";
+        assert_eq!(
+            create_statement(&t, ddl).unwrap(),
+            "CREATE TABLE IF NOT EXISTS `shop`.`odd``name` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB"
+        );
+        assert_eq!(create_statement(&t, "CREATE VIEW v AS SELECT 1"), None);
+    }
+
+    #[test]
+    fn shard_tables_take_the_old_definition_under_their_own_name() {
+        let ddl = "CREATE TABLE `ord``ers` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB";
+        assert_eq!(
+            create_statement(&TableName::new("shop", "orders_1"), ddl).unwrap(),
+            "CREATE TABLE IF NOT EXISTS `shop`.`orders_1` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB"
+        );
+        assert_eq!(create_statement(&TableName::new("a", "b"), "CREATE VIEW `v` AS SELECT 1"), None);
+    }
 
     pub fn column(name: &str, kind: Kind) -> Column {
         Column { name: name.into(), kind, column_type: String::new(), nullable: false, generated: false }

@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Progress, Throttle};
+use crate::api::{AttemptPolicy, AttemptRecord, Progress, Throttle};
 
 /// An online schema change of one table.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,7 +85,7 @@ pub struct OnlineDDLSpec {
 
     /// Cut-over attempt bounds.
     #[serde(default)]
-    pub cutover: CutoverPolicy,
+    pub cutover: AttemptPolicy,
 
     /// Limits that pause copy and apply while the cluster is busy.
     #[serde(default)]
@@ -120,67 +120,6 @@ pub enum Strategy {
     Shadow,
 }
 
-/// Bounds of the cut-over, the moment the shadow table replaces the original.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CutoverPolicy {
-    /// Longest time one attempt may hold the table lock, in seconds; writers
-    /// stall at most this long. Default 3.
-    #[serde(default = "default_lock_wait")]
-    #[schemars(range(min = 1, max = 60))]
-    pub lock_wait_timeout_seconds: i32,
-
-    /// Attempts before the cut-over parks with CutoverAttemptsExhausted.
-    /// Default 10.
-    #[serde(default = "default_max_attempts")]
-    #[schemars(range(min = 1, max = 1000))]
-    pub max_attempts: i32,
-
-    /// Wait before the second attempt, in seconds; doubles for each later
-    /// attempt, capped at 300. Default 5.
-    #[serde(default = "default_backoff")]
-    #[schemars(range(min = 0, max = 3600))]
-    pub backoff_seconds: i32,
-
-    /// Attempt only while the change apply trails the binlog by less than
-    /// this many seconds. Default 2.
-    #[serde(default = "default_max_lag")]
-    #[schemars(range(min = 0, max = 3600))]
-    pub max_lag_seconds: i32,
-
-    /// Re-arm counter: after attempts are exhausted, set this to any value
-    /// different from `status.cutover.retry` (e.g. increment it) to get a
-    /// fresh `maxAttempts`. Stable under repeated GitOps applies.
-    #[serde(default)]
-    #[schemars(range(min = 0))]
-    pub retry: i32,
-}
-
-impl Default for CutoverPolicy {
-    fn default() -> Self {
-        Self {
-            lock_wait_timeout_seconds: default_lock_wait(),
-            max_attempts: default_max_attempts(),
-            backoff_seconds: default_backoff(),
-            max_lag_seconds: default_max_lag(),
-            retry: 0,
-        }
-    }
-}
-
-fn default_lock_wait() -> i32 {
-    3
-}
-fn default_max_attempts() -> i32 {
-    10
-}
-fn default_backoff() -> i32 {
-    5
-}
-fn default_max_lag() -> i32 {
-    2
-}
-
 /// Observed state of an OnlineDDL.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -192,6 +131,7 @@ pub struct OnlineDDLStatus {
     /// Current step: Pending, Queued, Preparing, Copying, Verifying,
     /// ReadyToComplete, Postponed, CuttingOver, Complete, Cancelled or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "step_schema")]
     pub step: Option<String>,
 
     /// Row copy and change apply progress.
@@ -262,27 +202,37 @@ pub struct OnlineDDLStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CutoverStatus {
-    /// Attempts made since the last re-arm.
-    #[serde(default)]
-    pub attempts: i32,
-    /// Why the last attempt failed, including any blocker (connection id,
-    /// query, age).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// Earliest time of the next attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_time: Option<Time>,
+    #[serde(flatten)]
+    pub record: AttemptRecord,
     /// Longest time writers were stalled by the table lock, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_stall_millis: Option<i64>,
-    /// The `spec.cutover.retry` value the attempts count belongs to.
-    #[serde(default)]
-    pub retry: i32,
     /// The sentry of the attempt under way: the name the original table
     /// takes if the attempt succeeds. A restarted operator finishes or rolls
     /// back that attempt before anything else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<String>,
+}
+
+/// The values of `status.step`, in the order the work takes them (the
+/// plan's `Step` spells each; its tests check the two agree).
+pub const STEPS: [&str; 12] = [
+    "Pending",
+    "Invalid",
+    "Queued",
+    "Preparing",
+    "Copying",
+    "Verifying",
+    "ReadyToComplete",
+    "Postponed",
+    "CuttingOver",
+    "Complete",
+    "Cancelled",
+    "Failed",
+];
+
+fn step_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    crate::k8s::schema::one_of(&STEPS)
 }
 
 #[cfg(test)]

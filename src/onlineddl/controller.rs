@@ -24,10 +24,9 @@ use crate::movement::TableName;
 use crate::operator::context::Context;
 use crate::operator::outcome::{namespace, record};
 use crate::operator::spec_check::{self, Transition};
-use crate::operator::work_error::WorkError;
+use crate::work::error::WorkError;
 
-pub const SUCCEEDED: &str = "Succeeded";
-pub const READY_TO_COMPLETE: &str = "ReadyToComplete";
+pub use crate::work::{READY_TO_COMPLETE, SUCCEEDED};
 /// Held while the resource may have a shadow table or a cut-over sentry in
 /// the database: deleting it drops them first.
 pub const FINALIZER: &str = "switchyard.io/onlineddl-cleanup";

@@ -11,24 +11,32 @@
 //!    and unlocks. A waiting RENAME goes before waiting DML, so writers resume
 //!    on the new table.
 //!
-//! Every failure before step 4 unlocks with the sentry still there, so the
-//! RENAME fails and the table serves as before. If the operator dies, its
-//! lock dies with the connection, with the same result; [`super::table::recover`]
-//! settles what is left. Each wait is bounded by the policy's lock timeout.
+//! Steps 1 and 2 are the guarded part every switch shares
+//! ([`crate::work::guard`]): fence (here: the lock, on the recorded primary),
+//! catch up, verify, prepare (the AUTO_INCREMENT counter); steps 3 and 4 are
+//! the commit. Every failure before step 4 unlocks with the sentry still
+//! there, so the RENAME fails and the table serves as before. If the operator
+//! dies, its lock dies with the connection, with the same result;
+//! [`super::table::recover`] settles what is left. Each wait is bounded by
+//! the policy's lock timeout.
 
 use std::time::Duration;
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use super::sql::{self, LockView};
+use super::sql;
 use super::table;
 use crate::movement::TableName;
 use crate::movement::apply::Until;
+use crate::movement::blockers::{self, LockView};
 use crate::movement::{Checkpoint, Endpoint, Prepared, Reporter, counter, fence, snapshot};
 use crate::mysql::Flavor;
-use crate::operator::work_error::{Doing, WorkError};
+use crate::work::error::{Doing, WorkError};
+use crate::work::guard::{self, Guard, Guarded, Step};
+use crate::work::{failpoint, source};
 
 pub struct Attempt<'a> {
     pub endpoint: &'a Endpoint,
@@ -37,8 +45,12 @@ pub struct Attempt<'a> {
     pub table: &'a TableName,
     pub shadow: &'a TableName,
     pub sentry: &'a TableName,
+    /// The server the engine's positions were read on: the lock must be
+    /// held there, on a server that still takes writes.
+    pub source_server_id: Option<i64>,
     /// Bound of each wait, and so of the writers' stall.
     pub lock_wait: Duration,
+    pub stop: &'a CancellationToken,
 }
 
 #[derive(Debug)]
@@ -53,94 +65,184 @@ pub enum Outcome {
         stall: Option<Duration>,
         checkpoint: Checkpoint,
     },
+    /// Told to stop between steps: unlocked, the sentry left for the next
+    /// owner to settle.
+    Stopped,
 }
 
-/// Runs one attempt. `Err` only for trouble reaching the server; the table
-/// is then as before, or settled by `table::recover` on the next pass.
+/// One attempt's sessions and what it learned, as the guard walks it.
+struct Cutover<'a, 'b> {
+    a: &'b Attempt<'a>,
+    engine: &'b Prepared,
+    report: &'b Reporter,
+    /// The checkpoint the change apply has reached.
+    cp: Checkpoint,
+    ctl: Conn,
+    /// The session holding the lock, from `fence` until the commit or undo.
+    locker: Option<Conn>,
+    locked_at: Option<Instant>,
+    stall: Option<Duration>,
+    failed: Option<String>,
+}
+
+impl Cutover<'_, '_> {
+    fn deadline(&self) -> Instant {
+        self.locked_at.unwrap_or_else(Instant::now) + self.a.lock_wait
+    }
+
+    fn lock_secs(&self) -> u64 {
+        self.a.lock_wait.as_secs().max(1)
+    }
+}
+
+impl Guard for Cutover<'_, '_> {
+    fn stop_requested(&self) -> bool {
+        self.a.stop.is_cancelled()
+    }
+
+    async fn enter(&mut self, step: Step) -> Result<(), WorkError> {
+        // The attempt is on record (its sentry) before this; sub-steps are
+        // too short to be worth a status write each.
+        tracing::debug!(?step, table = %self.a.table, "cut-over");
+        Ok(())
+    }
+
+    /// Writers queue behind a lock on the table and the sentry, taken on the
+    /// recorded primary while it still takes writes.
+    async fn fence(&mut self) -> Result<Option<String>, WorkError> {
+        let a = self.a;
+        let lock_secs = self.lock_secs();
+        let held = blockers::find(&mut self.ctl, a.lock_view, std::slice::from_ref(a.table)).await?;
+        if !held.is_empty() {
+            return Ok(Some(format!("not attempted, the table is held: {}", blockers::describe(&held))));
+        }
+        table::drop_sentry(&mut self.ctl, a.sentry).await?;
+        let mut locker = a.endpoint.connect_raw().await?;
+        locker
+            .query_drop(fence::lock_session_settings(a.lock_wait))
+            .await
+            .doing(|| "setting lock_wait_timeout".into())?;
+        locker.query_drop(sql::create_sentry(a.sentry)).await.doing(|| format!("creating sentry {}", a.sentry))?;
+        if let Err(e) = locker.query_drop(sql::lock(a.table, a.sentry)).await {
+            let held =
+                blockers::find(&mut self.ctl, a.lock_view, std::slice::from_ref(a.table)).await.unwrap_or_default();
+            let _ = locker.disconnect().await;
+            let why = match &e {
+                mysql_async::Error::Server(s) if s.code == sql::LOCK_WAIT_TIMEOUT => {
+                    format!("could not lock {} within {lock_secs} s", a.table)
+                }
+                other => format!("locking {}: {other}", a.table),
+            };
+            return Ok(Some(if held.is_empty() {
+                why
+            } else {
+                format!("{why}; held by {}", blockers::describe(&held))
+            }));
+        }
+        self.locked_at = Some(Instant::now());
+        let refused = source::confirm(&mut locker, a.source_server_id).await;
+        self.locker = Some(locker);
+        if let Some(hold) = failpoint::hold("cutover-hold-ms") {
+            // Test-only: widens the window in which the e2e suite kills the
+            // operator while it holds the lock.
+            tracing::warn!(?hold, "failpoint: holding the cut-over lock");
+            tokio::time::sleep(hold).await;
+        }
+        refused
+    }
+
+    /// Every change the table got is before the position read now: the
+    /// lock keeps new ones out.
+    async fn catch_up(&mut self) -> Result<Option<String>, WorkError> {
+        let pos = snapshot::position(&mut self.ctl, &self.a.endpoint.name, self.a.flavor).await?;
+        let (lock_secs, deadline) = (self.lock_secs(), self.deadline());
+        let apply = self.engine.apply(self.cp.clone(), Until::Position(pos), self.report);
+        match tokio::time::timeout_at(deadline, apply).await {
+            Ok(r) => {
+                self.cp = r?;
+                Ok(None)
+            }
+            Err(_) => Ok(Some(format!("the change apply did not reach the lock position within {lock_secs} s"))),
+        }
+    }
+
+    /// The shadow was compared with a full checksum at Verifying, and every
+    /// change since came through the same apply. Comparing again here would
+    /// stall writers for the whole comparison.
+    async fn verify(&mut self) -> Result<Option<String>, WorkError> {
+        Ok(None)
+    }
+
+    /// Rows moved MAX(id), not the counter: the new table must not hand out
+    /// ids the old one already did. Writes are held, so the counter is final.
+    async fn prepare(&mut self) -> Result<(), WorkError> {
+        let (a, lock_secs, deadline) = (self.a, self.lock_secs(), self.deadline());
+        let carry = counter::carry(&mut self.ctl, &a.endpoint.name, a.table, a.shadow);
+        match tokio::time::timeout_at(deadline, carry).await {
+            Ok(r) => r.map(|_| ()).map_err(WorkError::from),
+            Err(_) => Err(WorkError::Sql {
+                what: "carrying the AUTO_INCREMENT counter".into(),
+                source: mysql_async::Error::Other(format!("not done within {lock_secs} s").into()),
+            }),
+        }
+    }
+
+    async fn unfence(&mut self) -> Result<(), WorkError> {
+        match self.locker.take() {
+            Some(locker) => {
+                let locked_at = self.locked_at.unwrap_or_else(Instant::now);
+                self.stall = Some(rollback(&mut self.ctl, locker, None, self.a, locked_at).await?);
+            }
+            // Not locked: only the sentry may be there.
+            None => {
+                table::drop_sentry(&mut self.ctl, self.a.sentry).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn failed_attempt(&mut self, reason: String) -> Result<(), WorkError> {
+        self.failed = Some(reason);
+        Ok(())
+    }
+}
+
+/// Runs one attempt. `Err` only for a permanent error or trouble reaching
+/// the server; the table is then as before, or settled by `table::recover`
+/// on the next pass.
 pub async fn attempt(
     a: &Attempt<'_>,
     engine: &Prepared,
     cp: Checkpoint,
     report: &Reporter,
 ) -> Result<Outcome, WorkError> {
-    let lock_secs = a.lock_wait.as_secs().max(1);
     let mut ctl = a.endpoint.connect_raw().await?;
     // The control session's own metadata waits (the counter's ALTER on the
     // shadow) are bounded like the lock's.
-    ctl.query_drop(format!("SET SESSION lock_wait_timeout = {lock_secs}"))
+    ctl.query_drop(format!("SET SESSION lock_wait_timeout = {}", a.lock_wait.as_secs().max(1)))
         .await
         .doing(|| "setting lock_wait_timeout".into())?;
-    let blockers = table::blockers(&mut ctl, a.lock_view, a.table).await?;
-    if !blockers.is_empty() {
-        return Ok(Outcome::Failed {
-            reason: format!("not attempted, the table is held: {}", table::describe(&blockers)),
-            stall: None,
-            checkpoint: cp,
-        });
+    let mut c = Cutover { a, engine, report, cp, ctl, locker: None, locked_at: None, stall: None, failed: None };
+    match guard::run(&mut c).await? {
+        Guarded::Ready => swap(c).await,
+        Guarded::Failed => Ok(Outcome::Failed {
+            reason: c.failed.unwrap_or_else(|| "failed".into()),
+            stall: c.stall,
+            checkpoint: c.cp,
+        }),
+        Guarded::Stopped => Ok(Outcome::Stopped),
     }
-    table::drop_sentry(&mut ctl, a.sentry).await?;
-    let mut locker = a.endpoint.connect_raw().await?;
-    locker.query_drop(fence::lock_session_settings(a.lock_wait)).await.doing(|| "setting lock_wait_timeout".into())?;
-    locker.query_drop(sql::create_sentry(a.sentry)).await.doing(|| format!("creating sentry {}", a.sentry))?;
-    if let Err(e) = locker.query_drop(sql::lock(a.table, a.sentry)).await {
-        let blockers = table::blockers(&mut ctl, a.lock_view, a.table).await.unwrap_or_default();
-        let _ = locker.disconnect().await;
-        table::drop_sentry(&mut ctl, a.sentry).await?;
-        let why = match &e {
-            mysql_async::Error::Server(s) if s.code == sql::LOCK_WAIT_TIMEOUT => {
-                format!("could not lock {} within {lock_secs} s", a.table)
-            }
-            other => format!("locking {}: {other}", a.table),
-        };
-        let reason = if blockers.is_empty() { why } else { format!("{why}; held by {}", table::describe(&blockers)) };
-        return Ok(Outcome::Failed { reason, stall: None, checkpoint: cp });
-    }
-    let locked_at = Instant::now();
-    let deadline = locked_at + a.lock_wait;
-    if let Some(hold) = failpoint_hold() {
-        // Test-only: widens the window in which the e2e suite kills the
-        // operator while it holds the lock.
-        tracing::warn!(?hold, "failpoint: holding the cut-over lock");
-        tokio::time::sleep(hold).await;
-    }
+}
 
-    // Every change the table got is before this position: the lock keeps
-    // new ones out.
-    let outcome = async {
-        let pos = snapshot::position(&mut ctl, &a.endpoint.name, a.flavor).await?;
-        let cp = match tokio::time::timeout_at(deadline, engine.apply(cp.clone(), Until::Position(pos), report)).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Ok(Err(format!("the change apply did not reach the lock position within {lock_secs} s")));
-            }
-        };
-        Ok::<_, WorkError>(Ok(cp))
-    }
-    .await;
-    let synced = match outcome {
-        Ok(Ok(cp)) => cp,
-        Ok(Err(reason)) => {
-            let stall = rollback(&mut ctl, locker, None, a, locked_at).await?;
-            return Ok(Outcome::Failed { reason, stall: Some(stall), checkpoint: cp });
-        }
-        Err(e) => {
-            rollback(&mut ctl, locker, None, a, locked_at).await?;
-            return Err(e);
-        }
-    };
-    // Rows moved MAX(id), not the counter: the new table must not hand out
-    // ids the old one already did. Writes are held, so the counter is final.
-    let carried =
-        tokio::time::timeout_at(deadline, counter::carry(&mut ctl, &a.endpoint.name, a.table, a.shadow)).await;
-    let failed_carry = match carried {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(format!("carrying the AUTO_INCREMENT counter: {e}")),
-        Err(_) => Some(format!("the AUTO_INCREMENT counter was not carried within {lock_secs} s")),
-    };
-    if let Some(reason) = failed_carry {
-        let stall = rollback(&mut ctl, locker, None, a, locked_at).await?;
-        return Ok(Outcome::Failed { reason, stall: Some(stall), checkpoint: synced });
-    }
+/// The commit: the RENAME queues behind the lock, then the sentry goes and
+/// the lock with it, and the RENAME runs before any waiting writer.
+async fn swap(mut c: Cutover<'_, '_>) -> Result<Outcome, WorkError> {
+    let a = c.a;
+    let lock_secs = c.lock_secs();
+    let (deadline, locked_at) = (c.deadline(), c.locked_at.unwrap_or_else(Instant::now));
+    let mut locker = c.locker.take().ok_or_else(|| WorkError::Inconsistent("the cut-over lock is not held".into()))?;
+    let synced = c.cp.clone();
+    let ctl = &mut c.ctl;
 
     let mut swapper = a.endpoint.connect_raw().await?;
     swapper
@@ -170,7 +272,7 @@ pub async fn attempt(
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     if !waiting {
-        let stall = rollback(&mut ctl, locker, Some((swapper_id, swap)), a, locked_at).await?;
+        let stall = rollback(ctl, locker, Some((swapper_id, swap)), a, locked_at).await?;
         return Ok(Outcome::Failed {
             reason: format!("the swap did not queue behind the lock within {lock_secs} s"),
             stall: Some(stall),
@@ -178,7 +280,7 @@ pub async fn attempt(
         });
     }
     if let Err(e) = locker.query_drop(sql::drop_table(a.sentry)).await {
-        let stall = rollback(&mut ctl, locker, Some((swapper_id, swap)), a, locked_at).await?;
+        let stall = rollback(ctl, locker, Some((swapper_id, swap)), a, locked_at).await?;
         return Ok(Outcome::Failed {
             reason: format!("dropping the sentry: {e}"),
             stall: Some(stall),
@@ -196,15 +298,6 @@ pub async fn attempt(
             Ok(Outcome::Failed { reason: format!("the swap failed: {e}"), stall: Some(stall), checkpoint: synced })
         }
     }
-}
-
-/// `SWITCHYARD_FAILPOINT=cutover-hold-ms:<n>`: sleep `n` ms after taking
-/// the lock. Unset in production; the e2e suite sets it to kill the
-/// operator mid-attempt.
-fn failpoint_hold() -> Option<Duration> {
-    let v = std::env::var("SWITCHYARD_FAILPOINT").ok()?;
-    let ms = v.strip_prefix("cutover-hold-ms:")?.parse().ok()?;
-    Some(Duration::from_millis(ms))
 }
 
 /// Unlocks with the sentry in place, so a queued RENAME fails; only after

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::api::{CutoverPolicy, CutoverStatus, OnlineDDLSpec};
+use super::api::{CutoverStatus, OnlineDDLSpec};
 
 /// `status.step`. The string forms are the API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,52 +97,29 @@ impl Step {
 }
 
 /// What to do about the cut-over on this pass: the shared gate's decision.
-pub use crate::operator::attempts::Decision as Cutover;
-use crate::operator::attempts::{self, Policy, Record};
+pub use crate::work::attempts::Decision as Cutover;
+use crate::work::attempts::{self, Policy, Record};
+use crate::work::gate::Wording;
 
-fn policy(spec: &OnlineDDLSpec) -> Policy {
-    let c = &spec.cutover;
-    Policy {
-        postponed: spec.postpone_completion,
-        max_attempts: c.max_attempts,
-        max_lag: attempts::seconds(c.max_lag_seconds),
-        backoff: attempts::seconds(c.backoff_seconds),
-        retry: c.retry,
-    }
-}
-
-fn record(status: &CutoverStatus) -> Record {
-    Record {
-        attempts: status.attempts,
-        retry: status.retry,
-        next_attempt: status.next_attempt_time.as_ref().map(|t| t.0),
-    }
-}
-
-/// The cut-over decision. `status` is the attempt record; a `spec.cutover.retry`
-/// different from the one it counts for re-arms (see [`rearmed`]).
+/// The cut-over decision. `status` is the attempt record, already re-armed
+/// ([`attempts::rearm`]) under the current `spec.cutover.retry`.
 pub fn cutover(spec: &OnlineDDLSpec, status: &CutoverStatus, lag: Duration, now: Timestamp) -> Cutover {
-    attempts::decide(&policy(spec), &record(status), lag, now)
+    attempts::decide(&Policy::of(&spec.cutover, spec.postpone_completion), &Record::of(&status.record), lag, now)
 }
 
-/// The attempt record under the current `spec.cutover.retry`.
-pub fn rearmed(policy: &CutoverPolicy, status: &CutoverStatus) -> CutoverStatus {
-    if policy.retry == status.retry {
-        return status.clone();
-    }
-    CutoverStatus { attempts: 0, next_attempt_time: None, retry: policy.retry, ..status.clone() }
-}
-
-pub use attempts::MAX_BACKOFF;
-
-/// The wait after failed attempt number `attempts` (1-based).
-pub fn backoff(policy: &CutoverPolicy, attempts: i32) -> Duration {
-    attempts::backoff(attempts::seconds(policy.backoff_seconds), attempts)
-}
+pub const WORDING: Wording = Wording {
+    action: "cut-over",
+    retry_field: "spec.cutover.retry",
+    exhausted: "CutoverAttemptsExhausted",
+    rearmed: "CutoverRearmed",
+    postponed: "in sync; spec.postponeCompletion holds the cut-over",
+    trailing: "the change apply",
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::AttemptRecord;
     use crate::onlineddl::api::Strategy;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -154,7 +131,7 @@ mod tests {
             alter: "ADD c INT".into(),
             strategy: Strategy::Shadow,
             postpone_completion: false,
-            cutover: CutoverPolicy::default(),
+            cutover: Default::default(),
             throttle: Default::default(),
             retain_old_table_seconds: 60,
             cancel: false,
@@ -167,8 +144,18 @@ mod tests {
 
     const NO_LAG: Duration = Duration::ZERO;
 
+    fn status(attempts: i32, retry: i32, next: Option<Timestamp>) -> CutoverStatus {
+        let record = AttemptRecord { attempts, retry, next_attempt_time: next.map(Time), ..Default::default() };
+        CutoverStatus { record, ..Default::default() }
+    }
+
     #[test]
     fn steps_round_trip_and_unknown_text_restarts() {
+        for (i, name) in crate::onlineddl::api::STEPS.iter().enumerate() {
+            let step = Step::parse(Some(name));
+            assert_eq!(step.as_str(), *name, "the schema lists step {i} as the plan spells it");
+        }
+        assert_eq!(crate::onlineddl::api::STEPS[0], Step::Pending.as_str());
         for s in [Step::Queued, Step::Copying, Step::Postponed, Step::CuttingOver, Step::Complete] {
             assert_eq!(Step::parse(Some(s.as_str())), s);
         }
@@ -186,7 +173,7 @@ mod tests {
     fn postponing_wins_over_everything_even_exhaustion() {
         let mut s = spec();
         s.postpone_completion = true;
-        let st = CutoverStatus { attempts: 99, ..Default::default() };
+        let st = status(99, 0, None);
         assert_eq!(cutover(&s, &st, Duration::from_secs(60), at(0)), Cutover::Postponed);
     }
 
@@ -199,33 +186,23 @@ mod tests {
 
     #[test]
     fn failed_attempts_back_off_until_their_time() {
-        let st = CutoverStatus { attempts: 1, next_attempt_time: Some(Time(at(5))), ..Default::default() };
+        let st = status(1, 0, Some(at(5)));
         assert_eq!(cutover(&spec(), &st, NO_LAG, at(4)), Cutover::Wait { until: at(5) });
         assert_eq!(cutover(&spec(), &st, NO_LAG, at(5)), Cutover::Attempt);
-    }
-
-    #[test]
-    fn backoff_doubles_from_the_policy_and_caps() {
-        let p = CutoverPolicy { backoff_seconds: 5, ..Default::default() };
-        let secs: Vec<u64> = (1..=8).map(|n| backoff(&p, n).as_secs()).collect();
-        assert_eq!(secs, vec![5, 10, 20, 40, 80, 160, 300, 300]);
-        let zero = CutoverPolicy { backoff_seconds: 0, ..Default::default() };
-        assert_eq!(backoff(&zero, 3), Duration::ZERO);
-        assert_eq!(backoff(&p, i32::MAX), MAX_BACKOFF);
     }
 
     #[test]
     fn exhausted_attempts_park_until_retry_changes() {
         let mut s = spec();
         s.cutover.max_attempts = 3;
-        let st = CutoverStatus { attempts: 3, retry: 0, next_attempt_time: Some(Time(at(100))), ..Default::default() };
+        let mut st = status(3, 0, Some(at(100)));
         assert_eq!(cutover(&s, &st, NO_LAG, at(1000)), Cutover::Exhausted, "parks, never retries forever");
         s.cutover.retry = 1;
+        assert!(attempts::rearm(&s.cutover, &mut st.record));
         assert_eq!(cutover(&s, &st, NO_LAG, at(0)), Cutover::Attempt, "re-armed: fresh count, no backoff");
-        let re = rearmed(&s.cutover, &st);
-        assert_eq!((re.attempts, re.retry), (0, 1));
         // The same retry value applied again (GitOps) does not re-arm twice.
-        let after = CutoverStatus { attempts: 3, retry: 1, ..Default::default() };
+        let mut after = status(3, 1, None);
+        assert!(!attempts::rearm(&s.cutover, &mut after.record));
         assert_eq!(cutover(&s, &after, NO_LAG, at(0)), Cutover::Exhausted);
     }
 }

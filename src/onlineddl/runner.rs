@@ -9,30 +9,33 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{OnlineDDL, Strategy};
 use super::columns;
-use super::controller::{READY_TO_COMPLETE, SUCCEEDED};
 use super::cutover::{self, Attempt, Outcome};
-use super::plan::{self, Cutover, Step};
-use super::sql::{self, LockView};
+use super::plan::{self, Step};
+use super::sql;
 use super::table::{self, Instant, Recovered};
 use crate::api::Progress;
 use crate::cluster::access;
 use crate::k8s::conditions::{self, Desired, FALSE, TRUE};
 use crate::movement::apply::Until;
+use crate::movement::blockers::{self, LockView};
 use crate::movement::{
-    Checkpoint, ColumnMapping, Endpoint, Job, Options, Prepared, TableMapping, TableName, TargetTable, schema,
+    Checkpoint, ChecksumReport, ColumnMapping, Endpoint, Job, Options, Prepared, TableMapping, TableName, TargetTable,
+    schema,
 };
 use crate::mysql::Flavor;
 use crate::operator::context::Context;
-use crate::operator::task::{self, Flow, Reported};
-use crate::operator::tracked::{Live, Tracked};
-use crate::operator::work_error::WorkError;
+use crate::work::error::WorkError;
+use crate::work::source::{self, Source};
+use crate::work::task::{self, Flow, Reported};
+use crate::work::tracked::{Live, Tracked};
+use crate::work::{READY_TO_COMPLETE, SUCCEEDED};
+use crate::work::{attempts, gate};
 
 /// Pause between sync passes while nothing else is due.
 const IDLE: Duration = Duration::from_millis(500);
@@ -273,7 +276,7 @@ impl Runner {
             let (table, shadow) = (self.table(), self.shadow());
             let mut conn = endpoint.connect_raw().await?;
             let flavor = endpoint.flavor(&mut conn).await?;
-            let lock_view = table::lock_view(&mut conn, flavor).await?;
+            let lock_view = blockers::lock_view(&mut conn, flavor).await?;
             let primary_id: Option<i64> = {
                 use mysql_async::prelude::Queryable;
                 conn.query_first("SELECT @@server_id")
@@ -321,38 +324,28 @@ impl Runner {
         Ok(self.engine.as_ref().expect("engine was just built"))
     }
 
-    /// Binary log positions belong to one server. If the cluster failed over
-    /// since they were recorded, the shadow (replicated, so present on the new
-    /// primary) is refilled from scratch there. False when that restart began.
+    /// Binary log positions belong to one server ([`source`]). If the cluster
+    /// switched or failed over since they were recorded, the shadow
+    /// (replicated, so present on the new primary) is refilled from scratch
+    /// there. False when that restart began.
     async fn same_source(&mut self) -> Result<bool, WorkError> {
+        let live = self.endpoint().await?;
+        if self.engine.as_ref().is_some_and(|e| !source::same_address(&e.endpoint, &live)) {
+            self.engine = None;
+        }
         let now = self.engine().await?.server_id;
-        match self.res.status.source_server_id {
-            Some(was) if was != now => {
+        match source::judge(self.res.status.source_server_id, now) {
+            Source::Moved { was, now } => {
                 self.engine = None;
                 self.res.status.checkpoint = None;
                 self.res.status.progress = None;
                 self.res.status.checksum = None;
                 self.res.status.source_server_id = None;
-                self.res.set(&[Desired::new(
-                    READY_TO_COMPLETE,
-                    FALSE,
-                    "PrimaryChanged",
-                    "copying again on the new primary",
-                )]);
-                self.res
-                    .event(
-                        EventType::Warning,
-                        "PrimaryChanged",
-                        format!(
-                            "the primary changed (server_id {was} → {now}); the copy starts over on the new primary"
-                        ),
-                    )
-                    .await;
-                self.enter(Step::Preparing, "preparing the shadow table on the new primary".into()).await?;
+                self.res.start_over(was, now, Step::Preparing.as_str()).await?;
                 Ok(false)
             }
-            Some(_) => Ok(true),
-            None => {
+            Source::Same => Ok(true),
+            Source::First(now) => {
                 self.res.status.source_server_id = Some(now);
                 Ok(true)
             }
@@ -400,21 +393,7 @@ impl Runner {
             return Ok(Flow::Done);
         };
         self.res.status.checkpoint = serde_json::to_value(&cp).ok();
-        let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
-        let mismatches: Vec<String> = report
-            .tables
-            .iter()
-            .flat_map(|t| t.mismatches.iter())
-            .map(|m| format!("{} (original {} rows, shadow {})", m.range, m.source_rows, m.target_rows))
-            .collect();
-        if !mismatches.is_empty() {
-            self.res.status.checksum = Some(format!("failed at {}: {}", report.at, mismatches.join("; ")));
-            return Err(WorkError::Inconsistent(format!(
-                "the shadow table differs from the original: {}",
-                mismatches.join("; ")
-            )));
-        }
-        self.res.status.checksum = Some(format!("passed: {rows} rows equal at {}", report.at));
+        let rows = self.record_checksum(&report)?;
         self.res.set(&[Desired::new(
             READY_TO_COMPLETE,
             TRUE,
@@ -423,6 +402,40 @@ impl Runner {
         )]);
         self.enter(Step::ReadyToComplete, format!("checksum passed over {rows} rows; ready to cut over")).await?;
         Ok(Flow::Continue)
+    }
+
+    /// `status.checksum` from a comparison; a difference fails the change
+    /// (the original is untouched, the shadow goes). Returns the rows
+    /// compared.
+    fn record_checksum(&mut self, report: &ChecksumReport) -> Result<u64, WorkError> {
+        if !report.is_equal() {
+            let differences = report.differences();
+            self.res.status.checksum = Some(format!("failed at {}: {differences}", report.at));
+            return Err(WorkError::Inconsistent(format!("the shadow table differs from the original: {differences}")));
+        }
+        let rows = report.rows();
+        self.res.status.checksum = Some(format!("passed: {rows} rows equal at {}", report.at));
+        Ok(rows)
+    }
+
+    /// Compares the tables again right before a cut-over attempt (as Spirit
+    /// does), not only once at Verifying: a change held for days is cut over
+    /// only if the shadow still equals the original now. Then catches up
+    /// with what was written meanwhile, so the lock has little left to
+    /// apply. None when told to stop.
+    async fn checksum_before_cutover(&mut self, cp: Checkpoint) -> Result<Option<Checkpoint>, WorkError> {
+        let prepared = self.engine().await?.prepared.clone();
+        let (latest, reporter) = task::reporter();
+        let Some((cp, report)) = task::drive(self, &latest, prepared.verify(cp, &reporter)).await? else {
+            return Ok(None);
+        };
+        self.res.status.checkpoint = serde_json::to_value(&cp).ok();
+        self.record_checksum(&report)?;
+        let Some(cp) = task::drive(self, &latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
+            return Ok(None);
+        };
+        self.res.status.checkpoint = serde_json::to_value(&cp).ok();
+        Ok(Some(cp))
     }
 
     async fn sync_and_cut_over(&mut self) -> Result<Flow, WorkError> {
@@ -443,76 +456,21 @@ impl Runner {
             p.lag_seconds = Some(lag.as_secs() as i64);
         }
         let spec = self.res.obj.spec.clone();
-        let record = plan::rearmed(&spec.cutover, &self.res.status.cutover.clone().unwrap_or_default());
-        let rearm = self.res.status.cutover.as_ref().is_some_and(|c| c.retry != record.retry);
+        let mut record = self.res.status.cutover.clone().unwrap_or_default();
+        let rearmed = attempts::rearm(&spec.cutover, &mut record.record);
         self.res.status.cutover = Some(record.clone());
-        if rearm {
-            self.res
-                .event(
-                    EventType::Normal,
-                    "CutoverRearmed",
-                    format!(
-                        "spec.cutover.retry is {}: {} fresh attempts",
-                        spec.cutover.retry, spec.cutover.max_attempts
-                    ),
-                )
-                .await;
+        if rearmed {
+            let message = gate::rearmed_message(&plan::WORDING, &spec.cutover);
+            self.res.event(EventType::Normal, plan::WORDING.rearmed, message).await;
         }
         let now = jiff::Timestamp::now();
-        match plan::cutover(&spec, &record, lag, now) {
-            Cutover::Postponed => {
-                self.res.set(&[Desired::new(
-                    READY_TO_COMPLETE,
-                    TRUE,
-                    "Postponed",
-                    "in sync; spec.postponeCompletion holds the cut-over",
-                )]);
-                self.enter(
-                    Step::Postponed,
-                    "cut-over postponed by spec.postponeCompletion; changes keep applying".into(),
-                )
-                .await?;
-                self.idle(IDLE).await;
-            }
-            Cutover::Exhausted => {
-                let last = record.last_error.clone().unwrap_or_default();
-                let message = format!(
-                    "{} cut-over attempts failed; last: {last}. Change spec.cutover.retry (e.g. to {}) to re-arm",
-                    record.attempts,
-                    spec.cutover.retry + 1
-                );
-                let news = conditions::find(&self.res.status.conditions, READY_TO_COMPLETE)
-                    .is_none_or(|c| c.reason != "CutoverAttemptsExhausted");
-                self.res.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "CutoverAttemptsExhausted", message.clone())]);
-                self.res.status.step = Some(Step::ReadyToComplete.as_str().into());
-                self.res.persist().await?;
-                if news {
-                    self.res.event(EventType::Warning, "CutoverAttemptsExhausted", message).await;
-                }
-                self.idle(IDLE).await;
-            }
-            Cutover::LagTooHigh { lag } => {
-                self.res.set(&[Desired::new(
-                    READY_TO_COMPLETE,
-                    FALSE,
-                    "LagTooHigh",
-                    format!("the change apply trails by {} s (max {} s)", lag.as_secs(), spec.cutover.max_lag_seconds),
-                )]);
-                self.enter(Step::ReadyToComplete, "catching up".into()).await?;
-            }
-            Cutover::Wait { until } => {
-                self.res.set(&[Desired::new(
-                    READY_TO_COMPLETE,
-                    TRUE,
-                    "BackingOff",
-                    format!("next cut-over attempt at {until}"),
-                )]);
-                self.enter(Step::ReadyToComplete, "backing off".into()).await?;
-                let left = until.duration_since(now).unsigned_abs();
-                self.idle(left.min(IDLE)).await;
-            }
-            Cutover::Attempt => return self.attempt(cp).await,
-        }
+        let decision = plan::cutover(&spec, &record, lag, now);
+        let Some(held) = gate::hold(&decision, &plan::WORDING, &spec.cutover, &record.record, now, IDLE) else {
+            let Some(cp) = self.checksum_before_cutover(cp).await? else { return Ok(Flow::Done) };
+            return self.attempt(cp).await;
+        };
+        self.res.hold(&held, Step::ReadyToComplete.as_str()).await?;
+        self.idle(held.idle).await;
         Ok(Flow::Continue)
     }
 
@@ -525,9 +483,8 @@ impl Runner {
         let sentry_name = sql::sentry_name(&spec.table, jiff::Timestamp::now().as_second());
         let sentry = TableName::new(&spec.database, &sentry_name);
         let mut record = self.res.status.cutover.clone().unwrap_or_default();
-        record.attempts += 1;
+        let n = attempts::begin(&mut record.record);
         record.in_flight = Some(sentry_name.clone());
-        let n = record.attempts;
         self.res.status.cutover = Some(record);
         self.res.set(&[Desired::new(
             READY_TO_COMPLETE,
@@ -542,6 +499,7 @@ impl Runner {
         let engine = self.engine().await?;
         let (endpoint, flavor, lock_view, prepared) =
             (engine.endpoint.clone(), engine.flavor, engine.lock_view, engine.prepared.clone());
+        let stop = self.stop.clone();
         let a = Attempt {
             endpoint: &endpoint,
             flavor,
@@ -549,10 +507,13 @@ impl Runner {
             table: &table,
             shadow: &shadow,
             sentry: &sentry,
+            source_server_id: self.res.status.source_server_id,
             lock_wait: Duration::from_secs(spec.cutover.lock_wait_timeout_seconds.max(1) as u64),
+            stop: &stop,
         };
         let (_latest, reporter) = task::reporter();
         match cutover::attempt(&a, &prepared, cp, &reporter).await? {
+            Outcome::Stopped => Ok(Flow::Done),
             Outcome::Swapped { stall, checkpoint } => {
                 self.res.status.checkpoint = serde_json::to_value(&checkpoint).ok();
                 self.completed(&sentry_name, Some(stall)).await?;
@@ -570,13 +531,11 @@ impl Runner {
         let spec = self.res.obj.spec.clone();
         let mut record = self.res.status.cutover.clone().unwrap_or_default();
         record.in_flight = None;
-        record.last_error = Some(reason.clone());
-        let wait = plan::backoff(&spec.cutover, record.attempts);
-        record.next_attempt_time = Some(Time(jiff::Timestamp::now() + wait));
+        attempts::failed(&spec.cutover, &mut record.record, reason.clone(), jiff::Timestamp::now());
         if let Some(s) = stall {
             record.write_stall_millis = Some(record.write_stall_millis.unwrap_or(0).max(s.as_millis() as i64));
         }
-        let n = record.attempts;
+        let n = record.record.attempts;
         self.res.status.cutover = Some(record);
         self.res.set(&[Desired::new(
             READY_TO_COMPLETE,
@@ -622,7 +581,7 @@ impl Runner {
         let old = old.as_str();
         let mut record = self.res.status.cutover.clone().unwrap_or_default();
         record.in_flight = None;
-        record.next_attempt_time = None;
+        record.record.next_attempt_time = None;
         if let Some(s) = stall {
             record.write_stall_millis = Some(s.as_millis() as i64);
         }

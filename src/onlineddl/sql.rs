@@ -2,7 +2,6 @@
 //! local MariaDB cannot run are still unit-tested.
 
 use crate::movement::TableName;
-use crate::mysql::Flavor;
 use crate::mysql::sql::quote;
 
 /// The comment that marks a cut-over sentry table. Only a table carrying it
@@ -140,18 +139,6 @@ fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
-/// How blockers of the table's metadata lock are found. MySQL instruments
-/// metadata locks in performance_schema by default; MariaDB needs the
-/// `metadata_lock_info` plugin (Switchyard's clusters load it). Without
-/// either, transactions open longer than a second are reported instead:
-/// any of them may hold the table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LockView {
-    PerformanceSchema,
-    MetadataLockInfo,
-    OpenTransactions,
-}
-
 /// One text describing a table's columns and indexes, for a fingerprint.
 pub fn definition(table: &TableName) -> String {
     let (schema, name) = (quote(&table.schema), quote(&table.table));
@@ -177,56 +164,6 @@ pub fn unique_keys(table: &TableName) -> String {
 }
 
 /// `[INDEX_NAME]` of a table's indexes.
-/// Whether the MariaDB plugin is loaded: a row when it is.
-pub const HAS_METADATA_LOCK_INFO: &str = "SELECT 1 FROM information_schema.PLUGINS \
-     WHERE PLUGIN_NAME = 'METADATA_LOCK_INFO' AND PLUGIN_STATUS = 'ACTIVE'";
-
-pub fn lock_view(flavor: Flavor, has_metadata_lock_info: bool) -> LockView {
-    match flavor {
-        Flavor::MySql { .. } => LockView::PerformanceSchema,
-        Flavor::MariaDb { .. } if has_metadata_lock_info => LockView::MetadataLockInfo,
-        Flavor::MariaDb { .. } => LockView::OpenTransactions,
-    }
-}
-
-/// Sessions that hold the table and would make a cut-over lock wait:
-/// `[id, user, host, command, seconds, query, what]`. A session holds a
-/// metadata lock on the table for as long as its transaction (or its LOCK
-/// TABLES) lasts, so one that is idle ("Sleep") or busy for a second or
-/// more will block the lock; short autocommit statements are not reported.
-pub fn blockers(view: LockView, table: &TableName) -> String {
-    let (schema, name) = (quote(&table.schema), quote(&table.table));
-    let busy = "(p.COMMAND = 'Sleep' OR p.TIME >= 1)";
-    match view {
-        LockView::MetadataLockInfo => format!(
-            "SELECT p.ID, p.USER, p.HOST, p.COMMAND, p.TIME, COALESCE(p.INFO, ''), \
-             GROUP_CONCAT(DISTINCT m.LOCK_MODE) \
-             FROM information_schema.METADATA_LOCK_INFO m \
-             JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID \
-             WHERE m.TABLE_SCHEMA = {schema} AND m.TABLE_NAME = {name} \
-             AND p.ID <> CONNECTION_ID() AND {busy} \
-             GROUP BY p.ID, p.USER, p.HOST, p.COMMAND, p.TIME, p.INFO ORDER BY p.TIME DESC"
-        ),
-        LockView::PerformanceSchema => format!(
-            "SELECT p.ID, p.USER, p.HOST, p.COMMAND, p.TIME, COALESCE(p.INFO, ''), \
-             GROUP_CONCAT(DISTINCT m.LOCK_TYPE) \
-             FROM performance_schema.metadata_locks m \
-             JOIN performance_schema.threads t ON t.THREAD_ID = m.OWNER_THREAD_ID \
-             JOIN information_schema.PROCESSLIST p ON p.ID = t.PROCESSLIST_ID \
-             WHERE m.OBJECT_TYPE = 'TABLE' AND m.OBJECT_SCHEMA = {schema} AND m.OBJECT_NAME = {name} \
-             AND m.LOCK_STATUS = 'GRANTED' AND p.ID <> CONNECTION_ID() AND {busy} \
-             GROUP BY p.ID, p.USER, p.HOST, p.COMMAND, p.TIME, p.INFO ORDER BY p.TIME DESC"
-        ),
-        LockView::OpenTransactions => "SELECT p.ID, p.USER, p.HOST, p.COMMAND, \
-             TIMESTAMPDIFF(SECOND, x.trx_started, NOW()), COALESCE(p.INFO, ''), 'open transaction' \
-             FROM information_schema.INNODB_TRX x \
-             JOIN information_schema.PROCESSLIST p ON p.ID = x.trx_mysql_thread_id \
-             WHERE p.ID <> CONNECTION_ID() AND x.trx_started < NOW() - INTERVAL 1 SECOND \
-             ORDER BY x.trx_started"
-            .to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,21 +238,6 @@ mod tests {
     fn instant_alter_and_its_refusal_codes() {
         assert_eq!(alter_instant(&t("o"), " ADD c INT "), "ALTER TABLE `shop`.`o` ADD c INT, ALGORITHM=INSTANT");
         assert!(is_not_instant(1846) && is_not_instant(1845) && !is_not_instant(1064));
-    }
-
-    #[test]
-    fn blockers_per_flavor() {
-        let maria = Flavor::MariaDb { major: 10, minor: 11 };
-        let mysql = Flavor::MySql { major: 8, minor: 0 };
-        assert_eq!(lock_view(mysql, false), LockView::PerformanceSchema);
-        assert_eq!(lock_view(maria, true), LockView::MetadataLockInfo);
-        assert_eq!(lock_view(maria, false), LockView::OpenTransactions);
-        let q = blockers(LockView::PerformanceSchema, &t("orders"));
-        assert!(q.contains("performance_schema.metadata_locks") && q.contains("OBJECT_NAME = 'orders'"), "{q}");
-        assert!(q.contains("LOCK_STATUS = 'GRANTED'"));
-        let q = blockers(LockView::MetadataLockInfo, &t("orders"));
-        assert!(q.contains("METADATA_LOCK_INFO") && q.contains("TABLE_SCHEMA = 'shop'"), "{q}");
-        assert!(blockers(LockView::OpenTransactions, &t("orders")).contains("INNODB_TRX"));
     }
 
     #[test]

@@ -7,10 +7,9 @@ use std::time::Duration;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use super::sql::{self, LockView};
+use super::sql;
 use crate::movement::{TableName, schema};
-use crate::mysql::Flavor;
-use crate::operator::work_error::{Doing, WorkError};
+use crate::work::error::{Doing, WorkError};
 
 /// `DROP TABLE IF EXISTS`.
 pub async fn drop_table(conn: &mut Conn, table: &TableName) -> Result<(), WorkError> {
@@ -154,72 +153,6 @@ pub async fn try_instant(
     }
 }
 
-/// A session that would make the cut-over lock wait.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Blocker {
-    pub id: u64,
-    pub user: String,
-    pub host: String,
-    pub command: String,
-    pub seconds: i64,
-    pub query: String,
-    pub holds: String,
-}
-
-impl std::fmt::Display for Blocker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let doing = if self.command == "Sleep" || self.query.is_empty() {
-            "idle, holding the table".to_string()
-        } else {
-            format!("running {:?}", truncate(&self.query, 200))
-        };
-        write!(
-            f,
-            "connection {} ({}@{}) for {} s, {doing} [{}]",
-            self.id, self.user, self.host, self.seconds, self.holds
-        )
-    }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
-pub async fn lock_view(conn: &mut Conn, flavor: Flavor) -> Result<LockView, WorkError> {
-    let has: Option<i64> = match flavor {
-        Flavor::MariaDb { .. } => {
-            conn.query_first(sql::HAS_METADATA_LOCK_INFO).await.doing(|| "looking for metadata_lock_info".into())?
-        }
-        Flavor::MySql { .. } => None,
-    };
-    Ok(sql::lock_view(flavor, has.is_some()))
-}
-
-pub async fn blockers(conn: &mut Conn, view: LockView, table: &TableName) -> Result<Vec<Blocker>, WorkError> {
-    type Row = (u64, Option<String>, Option<String>, Option<String>, Option<i64>, Option<String>, Option<String>);
-    let rows: Vec<Row> =
-        conn.query(sql::blockers(view, table)).await.doing(|| format!("finding blockers of {table}"))?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, user, host, command, seconds, query, holds)| Blocker {
-            id,
-            user: user.unwrap_or_default(),
-            host: host.unwrap_or_default(),
-            command: command.unwrap_or_default(),
-            seconds: seconds.unwrap_or_default(),
-            query: query.unwrap_or_default(),
-            holds: holds.unwrap_or_default(),
-        })
-        .collect())
-}
-
-pub fn describe(blockers: &[Blocker]) -> String {
-    blockers.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-}
-
 /// Drops `sentry` only if it is one (by its comment). True if it existed.
 pub async fn drop_sentry(conn: &mut Conn, sentry: &TableName) -> Result<bool, WorkError> {
     let comment: Option<String> =
@@ -320,29 +253,4 @@ async fn retire_original(conn: &mut Conn, swapped: &TableName, old: &TableName) 
 
 fn present(b: bool) -> &'static str {
     if b { "exists" } else { "missing" }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn blockers_read_like_a_dba_would_write_them() {
-        let b = Blocker {
-            id: 42,
-            user: "app".into(),
-            host: "10.0.0.5:5555".into(),
-            command: "Sleep".into(),
-            seconds: 37,
-            query: String::new(),
-            holds: "MDL_SHARED_WRITE".into(),
-        };
-        assert_eq!(
-            b.to_string(),
-            "connection 42 (app@10.0.0.5:5555) for 37 s, idle, holding the table [MDL_SHARED_WRITE]"
-        );
-        let busy = Blocker { command: "Query".into(), query: "SELECT SLEEP(100)".into(), ..b.clone() };
-        assert!(busy.to_string().contains("running \"SELECT SLEEP(100)\""));
-        assert_eq!(describe(&[b.clone(), b]).matches("connection 42").count(), 2);
-    }
 }

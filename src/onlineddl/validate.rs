@@ -104,7 +104,7 @@ pub(crate) fn unquoted_words(text: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onlineddl::api::{CutoverPolicy, Strategy};
+    use crate::onlineddl::api::Strategy;
 
     fn spec(alter: &str) -> OnlineDDLSpec {
         OnlineDDLSpec {
@@ -114,7 +114,7 @@ mod tests {
             alter: alter.into(),
             strategy: Strategy::Auto,
             postpone_completion: false,
-            cutover: CutoverPolicy::default(),
+            cutover: Default::default(),
             throttle: Default::default(),
             retain_old_table_seconds: 86_400,
             cancel: false,

@@ -1,17 +1,12 @@
 //! The operator process: leader election, one controller per kind, metrics
 //! and health endpoints, graceful shutdown.
 
-pub mod attempts;
 pub mod context;
-pub mod guard;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod outcome;
 pub mod spec_check;
-pub mod task;
-pub mod tracked;
-pub mod work_error;
 pub mod workers;
 
 use std::fmt::Debug;

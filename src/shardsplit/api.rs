@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Progress, Throttle};
+use crate::api::{AttemptPolicy, AttemptRecord, Progress, Throttle};
 
 /// Splits one table into shards.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,7 +85,7 @@ pub struct ShardSplitSpec {
 
     /// The guarded switch into dual-write and back (a rollback).
     #[serde(default)]
-    pub switch: SwitchPolicy,
+    pub switch: AttemptPolicy,
 
     /// Stop before dual-write: stop syncing and drop nothing. Shard tables
     /// already created stay for inspection.
@@ -186,66 +186,6 @@ pub struct Routing {
     pub config_map: String,
 }
 
-/// The guarded switch: the same attempts gate as Migration's switch and the
-/// OnlineDDL cut-over.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SwitchPolicy {
-    /// Longest time writes stay fenced in one attempt, in seconds. Default 5.
-    #[serde(default = "default_lock_wait")]
-    #[schemars(range(min = 1, max = 300))]
-    pub lock_wait_timeout_seconds: i32,
-
-    /// Attempt the switch only while the shards trail the source by less
-    /// than this many seconds. Default 1.
-    #[serde(default = "default_max_lag")]
-    #[schemars(range(min = 0, max = 3600))]
-    pub max_lag_seconds: i32,
-
-    /// Attempts before the switch parks with SwitchAttemptsExhausted.
-    /// Default 5.
-    #[serde(default = "default_max_attempts")]
-    #[schemars(range(min = 1, max = 1000))]
-    pub max_attempts: i32,
-
-    /// Wait before the second attempt, in seconds; doubles for each later
-    /// attempt, capped at 300. Default 10.
-    #[serde(default = "default_backoff")]
-    #[schemars(range(min = 0, max = 3600))]
-    pub backoff_seconds: i32,
-
-    /// Re-arm counter: after attempts are exhausted, set this to a value
-    /// different from `status.switch.retry` for a fresh `maxAttempts`.
-    #[serde(default)]
-    #[schemars(range(min = 0))]
-    pub retry: i32,
-}
-
-impl Default for SwitchPolicy {
-    fn default() -> Self {
-        Self {
-            lock_wait_timeout_seconds: default_lock_wait(),
-            max_lag_seconds: default_max_lag(),
-            max_attempts: default_max_attempts(),
-            backoff_seconds: default_backoff(),
-            retry: 0,
-        }
-    }
-}
-
-fn default_lock_wait() -> i32 {
-    5
-}
-fn default_max_lag() -> i32 {
-    1
-}
-fn default_max_attempts() -> i32 {
-    5
-}
-fn default_backoff() -> i32 {
-    10
-}
-
 /// Retirement of the old table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -295,12 +235,19 @@ pub struct ShardSplitStatus {
     /// ReadyToComplete, Postponed, Switching, DualWrite, RollingBack,
     /// RolledBack, Retiring, Complete, Cancelled or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "step_schema")]
     pub step: Option<String>,
 
     /// The forward sync's engine checkpoint (old table → shards). Opaque.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::k8s::schema::free_form_object")]
     pub checkpoint: Option<serde_json::Value>,
+
+    /// `server_id` of the source cluster's primary the forward checkpoint's
+    /// binary log positions belong to. After a switchover they mean nothing
+    /// on the new primary, so the copy starts over there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_server_id: Option<i64>,
 
     /// The reverse sync in dual-write (shards → old table): one engine job
     /// per cluster holding shards.
@@ -357,18 +304,19 @@ pub struct ReverseSync {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::k8s::schema::free_form_object")]
     pub checkpoint: Option<serde_json::Value>,
+    /// `server_id` of the shard cluster's primary this checkpoint's positions
+    /// belong to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_server_id: Option<i64>,
 }
 
 /// A switch attempt's record.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SwitchReport {
-    /// Attempts made since the last re-arm or direction change.
-    #[serde(default)]
-    pub attempts: i32,
-    /// The `spec.switch.retry` value the attempts count belongs to.
-    #[serde(default)]
-    pub retry: i32,
+    /// Attempts since the last re-arm or change of direction.
+    #[serde(flatten)]
+    pub record: AttemptRecord,
     /// Which way the attempt in flight (or the last one) went: DualWrite
     /// (forward) or Source (a rollback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -377,12 +325,6 @@ pub struct SwitchReport {
     /// AutoIncrement, FlipRouting, StartSync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_step: Option<String>,
-    /// Why the last attempt failed, including blockers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// Earliest time of the next attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_time: Option<Time>,
     /// When the attempt in flight fenced writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fenced_at: Option<Time>,
@@ -445,4 +387,27 @@ pub struct RoutingStatus {
     pub phase: String,
     /// Generation written to the ConfigMap; bumps on every change.
     pub generation: i64,
+}
+
+/// The values of `status.step`, in the order the work takes them (the
+/// plan's `Step` spells each; its tests check the two agree).
+pub const STEPS: [&str; 14] = [
+    "Pending",
+    "CreatingShards",
+    "Copying",
+    "Syncing",
+    "ReadyToComplete",
+    "Postponed",
+    "Switching",
+    "DualWrite",
+    "RollingBack",
+    "RolledBack",
+    "Retiring",
+    "Complete",
+    "Cancelled",
+    "Failed",
+];
+
+fn step_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    crate::k8s::schema::one_of(&STEPS)
 }

@@ -1,82 +1,53 @@
-//! The ShardSplit controller: read → validate → start the task → status.
-//! The split runs in a task ([`super::runner`]) that owns the status while
-//! it runs; this reconcile checks the spec, keeps a task running while
-//! there is work left, and takes an in-flight fence down on deletion.
+//! The ShardSplit controller: the shared reconcile of a switched kind
+//! ([`crate::work::switched`]), with what is ShardSplit's own. The split runs
+//! in a task ([`super::runner`]) that owns the status while it runs. The
+//! fence of dual-write itself stays on deletion on purpose: the old table
+//! must not take application writes once nobody keeps it complete.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
+use tokio_util::sync::CancellationToken;
 
-use super::api::ShardSplit;
-use super::plan::Step;
+use super::api::{ShardSplit, ShardSplitStatus};
+use super::plan::{SWITCH_FINALIZER, Step};
 use super::runner;
 use super::validate::validate;
 use crate::error::Result;
-use crate::k8s::finalizer;
 use crate::operator::context::Context;
-use crate::operator::outcome::{namespace, record};
-use crate::operator::spec_check;
+use crate::validation::SpecErrors;
+use crate::work::error::WorkError;
+use crate::work::switched::{self, Phase, Switched};
+pub use crate::work::{READY_TO_COMPLETE, SUCCEEDED};
 
-pub const SUCCEEDED: &str = "Succeeded";
-pub const READY_TO_COMPLETE: &str = "ReadyToComplete";
-/// Held while a switch attempt (either way) is in flight: one side may be
-/// fenced, and a deletion must take that fence down first. The fence of
-/// dual-write itself stays on purpose: the old table must not take
-/// application writes once nobody keeps it complete.
-pub const SWITCH_FINALIZER: &str = "switchyard.io/shardsplit-fence";
-const GROUP: &str = "shardsplit";
-const RUNNING_RECHECK: Duration = Duration::from_secs(30);
-const STOP_WAIT: Duration = Duration::from_secs(20);
+impl Switched for ShardSplit {
+    type State = ShardSplitStatus;
+    const FINALIZER: &'static str = SWITCH_FINALIZER;
+    const GROUP: &'static str = "shardsplit";
 
-fn in_attempt(step: Step) -> bool {
-    matches!(step, Step::Switching | Step::RollingBack)
+    fn phase(status: Option<&ShardSplitStatus>) -> Phase {
+        let step = Step::parse(status.and_then(|s| s.step.as_deref()));
+        Phase {
+            step: step.as_str(),
+            pending: step == Step::Pending,
+            terminal: step.is_terminal(),
+            attempting: matches!(step, Step::Switching | Step::RollingBack),
+        }
+    }
+
+    fn validate(&self) -> std::result::Result<(), SpecErrors> {
+        validate(&self.spec)
+    }
+
+    async fn undo(ctx: Arc<Context>, latest: ShardSplit) -> std::result::Result<(), WorkError> {
+        runner::undo(ctx, latest).await
+    }
+
+    fn run(ctx: Arc<Context>, obj: ShardSplit, stop: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+        runner::run(ctx, obj, stop)
+    }
 }
 
 pub async fn reconcile(obj: Arc<ShardSplit>, ctx: Arc<Context>) -> Result<Action> {
-    let key = obj.uid().unwrap_or_default();
-    let status = obj.status.clone().unwrap_or_default();
-    let step = Step::parse(status.step.as_deref());
-    let api: Api<ShardSplit> = Api::namespaced(ctx.client.clone(), &namespace(&*obj)?);
-    let fenced = obj.finalizers().iter().any(|f| f == SWITCH_FINALIZER);
-    if obj.meta().deletion_timestamp.is_some() {
-        if !fenced {
-            return Ok(Action::await_change());
-        }
-        if !ctx.workers.stop(&key, STOP_WAIT).await {
-            return Ok(Action::requeue(Duration::from_secs(2)));
-        }
-        let mut latest = (*obj).clone();
-        latest.status = api.get_status(&obj.name_any()).await?.status;
-        runner::undo(ctx.clone(), latest).await?;
-        finalizer::ensure(&api, &obj.name_any(), SWITCH_FINALIZER, false).await?;
-        return Ok(Action::await_change());
-    }
-    if fenced && !in_attempt(step) {
-        // Decided on a fresh read: the task may have begun an attempt since
-        // this copy was taken.
-        let attempting = |s: &ShardSplit| in_attempt(Step::parse(s.status.as_ref().and_then(|s| s.step.as_deref())));
-        finalizer::ensure_if(&api, &obj.name_any(), SWITCH_FINALIZER, attempting).await?;
-    }
-    if step.is_terminal() {
-        return Ok(Action::await_change());
-    }
-    if step == Step::Pending
-        && let Err(errors) = validate(&obj.spec)
-    {
-        let mut status = status;
-        status.step = Some(Step::Pending.as_str().into());
-        let (desired, event) = spec_check::invalid(SUCCEEDED, &errors, &status.conditions);
-        record(&ctx, &*obj, status, &[desired], event).await?;
-        return Ok(Action::await_change());
-    }
-    if !ctx.workers.running(&key) {
-        let task_ctx = ctx.clone();
-        let snapshot = (*obj).clone();
-        tracing::info!(step = step.as_str(), "starting the shard split task");
-        ctx.workers.start(&key, GROUP, move |stop| runner::run(task_ctx, snapshot, stop));
-    }
-    Ok(Action::requeue(RUNNING_RECHECK))
+    switched::reconcile(obj, ctx).await
 }

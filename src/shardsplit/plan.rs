@@ -7,7 +7,14 @@ use std::time::Duration;
 
 use super::api::{Algorithm, KeyRange, ShardSplitSpec, ShardSplitStatus};
 use crate::movement::RowRouter;
-use crate::operator::attempts::{self, Decision, Policy, Record};
+use crate::work::attempts::{self, Decision, Policy, Record};
+use crate::work::gate::Wording;
+
+/// Held while a switch attempt (either way) is in flight: one side may be
+/// fenced, and a deletion must take that fence down first. The fence of
+/// dual-write itself stays on purpose: the old table must not take
+/// application writes once nobody keeps it complete.
+pub const SWITCH_FINALIZER: &str = "switchyard.io/shardsplit-fence";
 
 /// `status.step`. The string forms are the API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,29 +227,24 @@ pub fn gate(
     lag: Duration,
     now: jiff::Timestamp,
 ) -> Decision {
-    let p = &spec.switch;
-    let policy = Policy {
-        postponed: direction == Direction::DualWrite && spec.postpone_completion,
-        max_attempts: p.max_attempts,
-        max_lag: attempts::seconds(p.max_lag_seconds),
-        backoff: attempts::seconds(p.backoff_seconds),
-        retry: p.retry,
-    };
+    let policy = Policy::of(&spec.switch, direction == Direction::DualWrite && spec.postpone_completion);
     let r = status.switch.clone().unwrap_or_default();
     // Attempts count per direction: a failed rollback does not use up the
     // way forward.
     let same_way = Direction::parse(r.direction.as_deref()) == direction;
-    let record = if same_way {
-        Record { attempts: r.attempts, retry: r.retry, next_attempt: r.next_attempt_time.map(|t| t.0) }
-    } else {
-        Record { attempts: 0, retry: p.retry, next_attempt: None }
-    };
+    let record =
+        if same_way { Record::of(&r.record) } else { Record { retry: spec.switch.retry, ..Record::default() } };
     attempts::decide(&policy, &record, lag, now)
 }
 
-pub fn backoff(spec: &ShardSplitSpec, n: i32) -> Duration {
-    attempts::backoff(attempts::seconds(spec.switch.backoff_seconds), n)
-}
+pub const WORDING: Wording = Wording {
+    action: "switch",
+    retry_field: "spec.switch.retry",
+    exhausted: "SwitchAttemptsExhausted",
+    rearmed: "SwitchRearmed",
+    postponed: "in sync; spec.postponeCompletion holds the switch into dual-write",
+    trailing: "the copy",
+};
 
 /// The engine's router for the rule, and for each engine target (in router
 /// order) the shard number it is. Ranges are sorted by key, so their shards
@@ -345,7 +347,7 @@ mod tests {
             rollback: false,
             retire: Retire::default(),
             throttle: Default::default(),
-            switch: SwitchPolicy::default(),
+            switch: Default::default(),
             cancel: false,
         }
     }
@@ -360,6 +362,7 @@ mod tests {
 
     #[test]
     fn steps_round_trip() {
+        assert_eq!(ALL.map(Step::as_str), crate::shardsplit::api::STEPS, "the schema lists every step");
         for s in ALL {
             assert_eq!(Step::parse(Some(s.as_str())), s);
         }
@@ -410,7 +413,11 @@ mod tests {
         assert_eq!(gate(&s, &st, Direction::DualWrite, Duration::ZERO, now()), Decision::Postponed);
         assert_eq!(gate(&s, &st, Direction::Source, Duration::ZERO, now()), Decision::Attempt);
         s.postpone_completion = false;
-        st.switch = Some(SwitchReport { attempts: 5, direction: Some("DualWrite".into()), ..Default::default() });
+        st.switch = Some(SwitchReport {
+            record: crate::api::AttemptRecord { attempts: s.switch.max_attempts, ..Default::default() },
+            direction: Some("DualWrite".into()),
+            ..Default::default()
+        });
         assert_eq!(gate(&s, &st, Direction::DualWrite, Duration::ZERO, now()), Decision::Exhausted);
         assert_eq!(gate(&s, &st, Direction::Source, Duration::ZERO, now()), Decision::Attempt);
         assert!(matches!(

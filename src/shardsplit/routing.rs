@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::api::{Algorithm, ShardSplitSpec, TableRef};
 use crate::cluster::objects::{self, MYSQL_PORT};
 use crate::k8s::FIELD_MANAGER;
-use crate::operator::work_error::WorkError;
+use crate::work::error::WorkError;
 
 pub const SHARDSPLIT_LABEL: &str = "switchyard.io/shardsplit";
 pub const DOCUMENT_KEY: &str = "routing.json";
@@ -203,7 +203,7 @@ mod tests {
             rollback: false,
             retire: Retire::default(),
             throttle: Default::default(),
-            switch: SwitchPolicy::default(),
+            switch: Default::default(),
             cancel: false,
         };
         let targets = vec![

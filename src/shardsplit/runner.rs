@@ -22,7 +22,6 @@ use mysql_async::prelude::Queryable;
 use tokio_util::sync::CancellationToken;
 
 use super::api::{ShardSplit, ShardStatus, TableRef};
-use super::controller::{READY_TO_COMPLETE, SUCCEEDED};
 use super::plan::{self, Direction, Resume, Step};
 use super::routing::{self, Phase};
 use super::validate::resolve_targets;
@@ -32,15 +31,17 @@ use crate::k8s::conditions::{self, Desired, FALSE, TRUE, UNKNOWN};
 use crate::movement::apply::Until;
 use crate::movement::{
     Checkpoint, ChecksumReport, ColumnMapping, Endpoint, Job, Options, Prepared, TableMapping, TableName, TargetTable,
-    prereq,
+    prereq, schema,
 };
 use crate::mysql::Flavor;
-use crate::operator::attempts::Decision;
 use crate::operator::context::Context;
 use crate::operator::spec_check;
-use crate::operator::task::{self, Flow, Reported};
-use crate::operator::tracked::{Live, Tracked};
-use crate::operator::work_error::{Doing, WorkError};
+use crate::work::error::{Doing, WorkError};
+use crate::work::source::{self, Source};
+use crate::work::task::{self, Flow, Reported};
+use crate::work::tracked::{Live, Tracked};
+use crate::work::{READY_TO_COMPLETE, SUCCEEDED};
+use crate::work::{attempts, gate};
 
 mod checks;
 mod switch;
@@ -85,6 +86,8 @@ enum Recording {
 
 struct Forward {
     prepared: Arc<Prepared>,
+    /// `@@server_id` of the source primary the job reads.
+    server_id: i64,
     /// For each engine target, in router order, the shard number.
     order: Vec<usize>,
 }
@@ -344,7 +347,7 @@ impl Runner {
         let ddl = self.old_definition().await?;
         for t in self.targets() {
             let shard = Self::shard_table(&t);
-            let create = checks::create_like(&ddl, &shard)
+            let create = schema::create_statement(&shard, &ddl)
                 .ok_or_else(|| WorkError::Inconsistent(format!("cannot read the definition of {old}")))?;
             // The engine's session: its sql_mode accepts whatever the old
             // table's definition holds (zero-date defaults, say).
@@ -402,7 +405,10 @@ impl Runner {
                     ..Options::default()
                 },
             };
-            self.forward = Some(Forward { prepared: Arc::new(job.prepare().await?), order });
+            let mut conn = job.source.connect_raw().await?;
+            let server_id = source::identify(&mut conn).await?.server_id;
+            let _ = conn.disconnect().await;
+            self.forward = Some(Forward { prepared: Arc::new(job.prepare().await?), order, server_id });
         }
         Ok(self.forward.as_ref().expect("just built"))
     }
@@ -441,13 +447,93 @@ impl Runner {
         self.reverse.get(i).cloned().ok_or_else(|| WorkError::Inconsistent(format!("no reverse job {i}")))
     }
 
+    /// Whether every endpoint of a built job is still its cluster's primary.
+    async fn still_primaries(&self, job: &crate::movement::Job, clusters: &[String]) -> Result<bool, WorkError> {
+        let built = std::iter::once(&job.source).chain(job.targets.iter());
+        for (endpoint, cluster) in built.zip(clusters) {
+            if !source::same_address(endpoint, &self.primary(cluster).await?) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The forward job and its checkpoint, or None when the source's primary
+    /// changed and the copy starts over. Binary log positions belong to one
+    /// server ([`source`]); a switchover leaves the old primary up, so the
+    /// job is rebuilt when any cluster it touches names another primary.
+    async fn forward_resume(&mut self) -> Result<Option<(Checkpoint, Arc<Prepared>)>, WorkError> {
+        if let Some(f) = &self.forward {
+            let mut clusters = vec![self.res.obj.spec.source.cluster.clone()];
+            clusters.extend(self.shard_clusters());
+            if !self.still_primaries(&f.prepared.job.clone(), &clusters).await? {
+                self.forward = None;
+            }
+        }
+        let now = self.forward().await?.server_id;
+        match source::judge(self.res.status.source_server_id, now) {
+            Source::Moved { was, now } if self.step() == Step::RolledBack => Err(WorkError::Inconsistent(format!(
+                "the source's primary changed while rolled back (server_id {was} → {now}): the fenced shards can no \
+                 longer be kept in sync. The old table serves as before; create a new ShardSplit to split again"
+            ))),
+            Source::Moved { was, now } => {
+                // The shards are the split's own: the copy empties them.
+                self.forward = None;
+                self.res.status.checkpoint = None;
+                self.res.status.progress = None;
+                self.res.status.source_server_id = None;
+                self.res.start_over(was, now, Step::Copying.as_str()).await?;
+                Ok(None)
+            }
+            Source::First(now) => {
+                self.res.status.source_server_id = Some(now);
+                Ok(Some((self.forward_checkpoint()?, self.forward().await?.prepared.clone())))
+            }
+            Source::Same => Ok(Some((self.forward_checkpoint()?, self.forward().await?.prepared.clone()))),
+        }
+    }
+
+    /// The reverse job of `status.reverse[i]`, checked against the shard
+    /// cluster's primary. The old table is not the split's own, so it cannot
+    /// be refilled: if that primary changed, dual-write can no longer keep it
+    /// complete and the split fails with the shards serving.
+    async fn reverse_resume(&mut self, i: usize) -> Result<(Checkpoint, Arc<Prepared>), WorkError> {
+        let entry = self
+            .res
+            .status
+            .reverse
+            .get(i)
+            .cloned()
+            .ok_or_else(|| WorkError::Inconsistent(format!("no reverse job {i}")))?;
+        if let Some(job) = self.reverse.get(i).cloned()
+            && !self
+                .still_primaries(&job.job, &[entry.cluster.clone(), self.res.obj.spec.source.cluster.clone()])
+                .await?
+        {
+            self.reverse.clear();
+        }
+        let prepared = self.reverse(i).await?;
+        let mut conn = prepared.job.source.connect_raw().await?;
+        let now = source::identify(&mut conn).await?.server_id;
+        let _ = conn.disconnect().await;
+        if let Source::Moved { was, now } = source::judge(entry.source_server_id, now) {
+            return Err(WorkError::Inconsistent(format!(
+                "MySQLCluster {}'s primary changed during dual-write (server_id {was} → {now}): the reverse sync's \
+                 positions mean nothing on the new primary, so the old table can no longer be kept complete and a \
+                 rollback is not possible. The shards serve as before",
+                entry.cluster
+            )));
+        }
+        let cp = task::checkpoint_from(entry.checkpoint.as_ref()).map_err(WorkError::Inconsistent)?;
+        Ok((cp, prepared))
+    }
+
     fn forward_checkpoint(&self) -> Result<Checkpoint, WorkError> {
         task::checkpoint_from(self.res.status.checkpoint.as_ref()).map_err(WorkError::Inconsistent)
     }
 
     async fn copy(&mut self) -> Result<Flow, WorkError> {
-        let cp = self.forward_checkpoint()?;
-        let prepared = self.forward().await?.prepared.clone();
+        let Some((cp, prepared)) = self.forward_resume().await? else { return Ok(Flow::Continue) };
         self.recording = Recording::Forward;
         let (latest, reporter) = task::reporter();
         let Some(cp) = task::drive(self, &latest, prepared.copy(cp, &reporter)).await? else { return Ok(Flow::Done) };
@@ -500,8 +586,7 @@ impl Runner {
     /// Catches up once and checksums every shard at a consistent point, so
     /// a problem shows long before the switch.
     async fn syncing(&mut self) -> Result<Flow, WorkError> {
-        let cp = self.forward_checkpoint()?;
-        let prepared = self.forward().await?.prepared.clone();
+        let Some((cp, prepared)) = self.forward_resume().await? else { return Ok(Flow::Continue) };
         self.recording = Recording::Forward;
         let (latest, reporter) = task::reporter();
         let Some(cp) = task::drive(self, &latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
@@ -515,7 +600,7 @@ impl Runner {
         if !report.is_equal() {
             return Err(WorkError::Inconsistent(format!(
                 "the shards differ from the old table: {}",
-                differences(&report)
+                report.differences()
             )));
         }
         let rows = report.rows();
@@ -556,9 +641,11 @@ impl Runner {
     }
 
     /// One forward catch-up; the time it took bounds the lag.
-    async fn forward_catch_up(&mut self) -> Result<Option<Duration>, WorkError> {
-        let cp = self.forward_checkpoint()?;
-        let prepared = self.forward().await?.prepared.clone();
+    async fn forward_catch_up(
+        &mut self,
+        cp: Checkpoint,
+        prepared: Arc<Prepared>,
+    ) -> Result<Option<Duration>, WorkError> {
         self.recording = Recording::Forward;
         let (latest, reporter) = task::reporter();
         let started = tokio::time::Instant::now();
@@ -576,7 +663,8 @@ impl Runner {
     /// In sync (ReadyToComplete, Postponed, or RolledBack) and deciding
     /// whether to switch into dual-write.
     async fn forward_sync_and_gate(&mut self) -> Result<Flow, WorkError> {
-        let Some(lag) = self.forward_catch_up().await? else { return Ok(Flow::Done) };
+        let Some((cp, prepared)) = self.forward_resume().await? else { return Ok(Flow::Continue) };
+        let Some(lag) = self.forward_catch_up(cp, prepared).await? else { return Ok(Flow::Done) };
         let spec = self.res.obj.spec.clone();
         if self.step() == Step::RolledBack && spec.rollback {
             self.res.set(&[Desired::new(
@@ -597,9 +685,7 @@ impl Runner {
     async fn dual_write(&mut self) -> Result<Flow, WorkError> {
         let started = tokio::time::Instant::now();
         for i in 0..self.res.status.reverse.len() {
-            let prepared = self.reverse(i).await?;
-            let cp = task::checkpoint_from(self.res.status.reverse[i].checkpoint.as_ref())
-                .map_err(WorkError::Inconsistent)?;
+            let (cp, prepared) = self.reverse_resume(i).await?;
             self.recording = Recording::Reverse(i);
             let (latest, reporter) = task::reporter();
             let Some(cp) = task::drive(self, &latest, prepared.apply(cp, Until::CaughtUp, &reporter)).await? else {
@@ -626,23 +712,15 @@ impl Runner {
         Ok(Flow::Continue)
     }
 
-    /// The attempts gate, then an attempt.
+    /// The attempts gate, then an attempt. Attempts count per direction: a
+    /// failed rollback does not use up the way forward.
     async fn gate(&mut self, direction: Direction, lag: Duration) -> Result<Flow, WorkError> {
         let spec = self.res.obj.spec.clone();
-        let record = self.res.status.switch.clone().unwrap_or_default();
+        let record = self.res.status.switch.get_or_insert_with(Default::default);
         let same_way = Direction::parse(record.direction.as_deref()) == direction;
-        if same_way && record.retry != spec.switch.retry && record.attempts > 0 {
-            let s = self.res.status.switch.get_or_insert_with(Default::default);
-            s.attempts = 0;
-            s.next_attempt_time = None;
-            s.retry = spec.switch.retry;
-            self.res
-                .event(
-                    EventType::Normal,
-                    "SwitchRearmed",
-                    format!("spec.switch.retry is {}: {} fresh attempts", spec.switch.retry, spec.switch.max_attempts),
-                )
-                .await;
+        if same_way && attempts::rearm(&spec.switch, &mut record.record) {
+            let message = gate::rearmed_message(&plan::WORDING, &spec.switch);
+            self.res.event(EventType::Normal, plan::WORDING.rearmed, message).await;
         }
         let resting = if direction == Direction::DualWrite && self.step() != Step::RolledBack {
             Step::ReadyToComplete
@@ -650,60 +728,13 @@ impl Runner {
             self.step()
         };
         let now = jiff::Timestamp::now();
-        match plan::gate(&spec, &self.res.status, direction, lag, now) {
-            Decision::Postponed => {
-                self.res.set(&[Desired::new(
-                    READY_TO_COMPLETE,
-                    TRUE,
-                    "Postponed",
-                    "in sync; spec.postponeCompletion holds the switch into dual-write",
-                )]);
-                self.enter(
-                    Step::Postponed,
-                    "switch postponed by spec.postponeCompletion; changes keep applying".into(),
-                )
-                .await?;
-                self.idle(IDLE).await;
-            }
-            Decision::Exhausted => {
-                let last = record.last_error.clone().unwrap_or_default();
-                let message = format!(
-                    "{} switch attempts failed; last: {last}. Change spec.switch.retry (e.g. to {}) to re-arm",
-                    record.attempts,
-                    spec.switch.retry + 1
-                );
-                let desired = Desired::new(READY_TO_COMPLETE, TRUE, "SwitchAttemptsExhausted", message.clone());
-                let news = spec_check::is_news(&self.res.status.conditions, &desired);
-                self.res.set(&[desired]);
-                self.res.status.step = Some(resting.as_str().into());
-                self.res.persist().await?;
-                if news {
-                    self.res.event(EventType::Warning, "SwitchAttemptsExhausted", message).await;
-                }
-                self.idle(IDLE).await;
-            }
-            Decision::LagTooHigh { lag } => {
-                self.res.set(&[Desired::new(
-                    READY_TO_COMPLETE,
-                    FALSE,
-                    "LagTooHigh",
-                    format!("the copy trails by {} s (max {} s)", lag.as_secs(), spec.switch.max_lag_seconds),
-                )]);
-                self.enter(resting, "catching up".into()).await?;
-            }
-            Decision::Wait { until } => {
-                self.res.set(&[Desired::new(
-                    READY_TO_COMPLETE,
-                    TRUE,
-                    "BackingOff",
-                    format!("next attempt at {until}"),
-                )]);
-                self.enter(resting, "backing off".into()).await?;
-                let left = until.duration_since(now).unsigned_abs();
-                self.idle(left.min(IDLE)).await;
-            }
-            Decision::Attempt => return self.attempt(direction).await,
-        }
+        let decision = plan::gate(&spec, &self.res.status, direction, lag, now);
+        let record = self.res.status.switch.clone().unwrap_or_default().record;
+        let Some(held) = gate::hold(&decision, &plan::WORDING, &spec.switch, &record, now, IDLE) else {
+            return self.attempt(direction).await;
+        };
+        self.res.hold(&held, resting.as_str()).await?;
+        self.idle(held.idle).await;
         Ok(Flow::Continue)
     }
 
@@ -730,19 +761,4 @@ impl Runner {
         }
         self.res.event(EventType::Warning, reason, format!("{e}")).await;
     }
-}
-
-fn differences(report: &ChecksumReport) -> String {
-    report
-        .tables
-        .iter()
-        .flat_map(|t| t.mismatches.iter().take(1))
-        .map(|m| {
-            format!(
-                "range {} (shards {:?}): source {} rows, shards {}; missing {:?}, extra {:?}, changed or misplaced {:?}",
-                m.range, m.shards, m.source_rows, m.target_rows, m.missing, m.extra, m.changed
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, ensure};
+use anyhow::Context;
 use serde_json::Value;
 
 use super::kubectl::{get_json, kubectl};
-use super::wait::wait_until;
+use super::wait::{Hopeless, wait_until};
 
 const POLL: Duration = Duration::from_millis(200);
 
@@ -31,7 +31,9 @@ pub fn step(obj: &Value) -> &str {
 pub fn wait_step(ns: &str, kind: &str, name: &str, want: &str, timeout: Duration) -> anyhow::Result<Value> {
     wait_until(&format!("{kind} {name} at step {want}"), timeout, POLL, || {
         let o = get(ns, kind, name)?;
-        ensure!(step(&o) != "Failed" || want == "Failed", "{kind} {name} failed: {}", o["status"]);
+        if step(&o) == "Failed" && want != "Failed" {
+            return Err(Hopeless(format!("{kind} {name} failed: {}", o["status"])).into());
+        }
         Ok((step(&o) == want).then_some(o))
     })
 }
@@ -47,7 +49,9 @@ pub fn wait_for(
 ) -> anyhow::Result<Value> {
     wait_until(&format!("{kind} {name}: {what}"), timeout, POLL, || {
         let o = get(ns, kind, name)?;
-        ensure!(step(&o) != "Failed", "{kind} {name} failed: {}", o["status"]);
+        if step(&o) == "Failed" {
+            return Err(Hopeless(format!("{kind} {name} failed: {}", o["status"])).into());
+        }
         Ok(pred(&o).then_some(o))
     })
 }

@@ -132,6 +132,21 @@ impl RoutedWriter {
         model: Model,
         interval: Duration,
     ) -> RoutedWriter {
+        Self::start_as("root", ns, config_map, passwords, model, interval)
+    }
+
+    /// The same as `user` (with `passwords` for that account). Through a
+    /// switchover, use an account that cannot write past read_only (`app`),
+    /// as applications do; root would write to the demoted primary.
+    pub fn start_as(
+        user: &str,
+        ns: &str,
+        config_map: &str,
+        passwords: HashMap<String, String>,
+        model: Model,
+        interval: Duration,
+    ) -> RoutedWriter {
+        let user = user.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicU64::new(model.acked));
         let routing: Arc<Mutex<Option<Routing>>> = Arc::new(Mutex::new(None));
@@ -199,7 +214,7 @@ impl RoutedWriter {
                 let Some(ip) = ips.lock().unwrap().get(&p.cluster).cloned() else { continue };
                 if !conns.contains_key(&ip) {
                     let password = passwords.get(&p.cluster).cloned().unwrap_or_default();
-                    match mysql(&ip, "root", &password).await {
+                    match mysql(&ip, &user, &password).await {
                         Ok(c) => {
                             conns.insert(ip.clone(), c);
                         }

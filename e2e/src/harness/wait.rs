@@ -6,9 +6,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
+/// An error a wait must not sit out: the awaited state can no longer come
+/// (a resource reached Failed). `wait_until` returns it at once.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Hopeless(pub String);
+
 /// Poll `check` every `poll` until it returns Some, or fail after `timeout`.
 /// Errors from `check` count as "not yet" (the cluster may be mid-change);
-/// the last one is reported on timeout.
+/// the last one is reported on timeout. A [`Hopeless`] error ends the wait
+/// at once.
 pub fn wait_until<T>(
     what: &str,
     timeout: Duration,
@@ -21,6 +28,7 @@ pub fn wait_until<T>(
         match check() {
             Ok(Some(value)) => return Ok(value),
             Ok(None) => {}
+            Err(e) if e.is::<Hopeless>() => return Err(e.context(format!("waiting for {what}"))),
             Err(e) => last_error = Some(e),
         }
         if Instant::now() >= deadline {
@@ -95,6 +103,16 @@ fn timed_out(what: &str, timeout: Duration, last_error: Option<anyhow::Error>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hopeless_error_ends_the_wait_at_once() {
+        let started = Instant::now();
+        let r: anyhow::Result<()> = wait_until("never", Duration::from_secs(30), Duration::from_millis(10), || {
+            Err(Hopeless("it failed".into()).into())
+        });
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(format!("{:#}", r.unwrap_err()).contains("it failed"));
+    }
 
     #[test]
     fn returns_the_value_once_the_condition_holds() {

@@ -2,9 +2,10 @@
 
 use super::*;
 use crate::k8s::finalizer;
-use crate::migration::controller::FENCE_FINALIZER;
+use crate::migration::plan::FENCE_FINALIZER;
 use crate::movement::{BinlogPosition, counter};
-use crate::operator::guard::{self, Guard, Guarded};
+use crate::work::guard::{self, Guard, Guarded};
+use crate::work::{attempts, failpoint};
 
 /// One attempt's guarded part, in Migration's terms: the source is the
 /// fenced side, the target (the engine's apply, or the target's own
@@ -42,7 +43,16 @@ impl Guard for Attempt<'_> {
         let message = format!("switchyard: moved to MySQLCluster {}; writes here are refused", spec.target.cluster);
         let fenced_at = jiff::Timestamp::now();
         let outcome = fence::fence(&mut src, flavor, &tables, self.r.lock_wait(), &message).await;
+        // The fence position is only good on the server the engine's
+        // positions come from, and only if that server still takes writes.
+        let refused = match &outcome {
+            Ok(Fenced::Yes { .. }) => source::confirm(&mut src, self.r.res.status.source_server_id).await?,
+            _ => None,
+        };
         let _ = src.disconnect().await;
+        if let Some(reason) = refused {
+            return Ok(Some(reason));
+        }
         match outcome? {
             Fenced::Yes { position } => {
                 let s = self.r.switch();
@@ -103,7 +113,7 @@ impl Guard for Attempt<'_> {
         let position = self.position.clone().unwrap_or_default();
         let report = crate::movement::checksum::compare_fenced(&self.prepared, position).await?;
         self.r.res.status.checksums = checksums(&report);
-        Ok((!report.is_equal()).then(|| differences(&report)))
+        Ok((!report.is_equal()).then(|| report.differences()))
     }
 
     /// Under the fence the source's AUTO_INCREMENT counters are final;
@@ -139,7 +149,7 @@ impl Runner {
     pub(super) async fn at(&mut self, sub: SubStep) -> Result<(), WorkError> {
         self.switch().sub_step = Some(sub.as_str().into());
         self.res.persist().await?;
-        if let Some(hold) = task::failpoint_hold(sub.as_str()) {
+        if let Some(hold) = failpoint::hold(&format!("switch-hold:{}", sub.as_str())) {
             tracing::warn!(sub_step = sub.as_str(), ?hold, "failpoint: holding the switch");
             task::idle(&self.stop, hold).await;
         }
@@ -147,29 +157,28 @@ impl Runner {
     }
 
     pub(super) fn lock_wait(&self) -> Duration {
-        Duration::from_secs(self.res.obj.spec.switch.lock_wait_timeout_seconds.max(1) as u64)
+        Duration::from_secs(self.res.obj.spec.switch.attempts.lock_wait_timeout_seconds.max(1) as u64)
     }
 
     pub(super) async fn attempt(&mut self) -> Result<Flow, WorkError> {
         let spec = self.res.obj.spec.clone();
         let n = {
             let s = self.switch();
-            s.attempts += 1;
             s.sub_step = Some(SubStep::PermissionCheck.as_str().into());
             s.fenced_at = None;
             s.fence_position = None;
-            s.attempts
+            attempts::begin(&mut s.record)
         };
         self.res.set(&[Desired::new(
             READY_TO_COMPLETE,
             TRUE,
             "Switching",
-            format!("attempt {n} of {}", spec.switch.max_attempts),
+            format!("attempt {n} of {}", spec.switch.attempts.max_attempts),
         )]);
         // The attempt is on record before anything is touched, and the
         // finalizer is in place before the source is fenced: a deletion
         // then waits for the fence to come down.
-        self.enter(Step::Switching, format!("switch attempt {n} of {}", spec.switch.max_attempts)).await?;
+        self.enter(Step::Switching, format!("switch attempt {n} of {}", spec.switch.attempts.max_attempts)).await?;
         finalizer::ensure(&self.res.api, &self.res.name(), FENCE_FINALIZER, true).await?;
 
         let engine = self.engine().await?;
@@ -305,7 +314,7 @@ impl Runner {
         let mut tgt = target.connect_raw().await?;
         let done = fence::unfence(&mut tgt, &self.tables(), self.lock_wait()).await;
         let _ = tgt.disconnect().await;
-        done
+        Ok(done?)
     }
 
     pub(super) async fn completed(&mut self) -> Result<(), WorkError> {
@@ -322,7 +331,7 @@ impl Runner {
         {
             let sw = self.switch();
             sw.sub_step = None;
-            sw.next_attempt_time = None;
+            sw.record.next_attempt_time = None;
         }
         self.res.status.completion_time = Some(conditions::now());
         self.res.set(&[
@@ -353,11 +362,9 @@ impl Runner {
         let n = {
             let s = self.switch();
             s.sub_step = None;
-            s.last_error = Some(reason.clone());
-            s.attempts
+            attempts::failed(&spec.switch.attempts, &mut s.record, reason.clone(), jiff::Timestamp::now());
+            s.record.attempts
         };
-        let wait = plan::backoff(&spec, n);
-        self.switch().next_attempt_time = Some(Time(jiff::Timestamp::now() + wait));
         self.res.set(&[Desired::new(READY_TO_COMPLETE, TRUE, "SwitchFailed", format!("attempt {n} failed: {reason}"))]);
         self.res.status.step = Some(Step::ReadyToComplete.as_str().into());
         self.res.persist().await?;
@@ -365,7 +372,10 @@ impl Runner {
             .event(
                 EventType::Warning,
                 "SwitchFailed",
-                format!("attempt {n} of {} failed, the source serves as before: {reason}", spec.switch.max_attempts),
+                format!(
+                    "attempt {n} of {} failed, the source serves as before: {reason}",
+                    spec.switch.attempts.max_attempts
+                ),
             )
             .await;
         Ok(())

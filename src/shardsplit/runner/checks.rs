@@ -85,24 +85,6 @@ fn algorithm_name(a: Algorithm) -> &'static str {
     }
 }
 
-/// `SHOW CREATE TABLE`'s statement for another table name, idempotent.
-pub fn create_like(ddl: &str, table: &TableName) -> Option<String> {
-    let rest = ddl.strip_prefix("CREATE TABLE `")?;
-    // The name is quoted with backticks, a literal backtick doubled.
-    let mut chars = rest.char_indices().peekable();
-    let end = loop {
-        let (i, c) = chars.next()?;
-        if c == '`' {
-            if chars.peek().map(|(_, c)| *c) == Some('`') {
-                chars.next();
-                continue;
-            }
-            break i;
-        }
-    };
-    Some(format!("CREATE TABLE IF NOT EXISTS {}{}", table.sql(), &rest[end + 1..]))
-}
-
 impl Runner {
     pub(super) async fn checks(&mut self) -> Result<(), Preflight> {
         let spec = self.res.obj.spec.clone();
@@ -196,15 +178,5 @@ mod tests {
         assert!(key_problem(&cols, "note", Algorithm::Hash).unwrap().contains("nullable"));
         assert!(key_problem(&cols, "email", Algorithm::Range).unwrap().contains("range needs an integer"));
         assert!(key_problem(&cols, "at", Algorithm::Hash).unwrap().contains("hash needs"));
-    }
-
-    #[test]
-    fn shard_tables_take_the_old_definition_under_their_own_name() {
-        let ddl = "CREATE TABLE `ord``ers` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB";
-        assert_eq!(
-            create_like(ddl, &TableName::new("shop", "orders_1")).unwrap(),
-            "CREATE TABLE IF NOT EXISTS `shop`.`orders_1` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB"
-        );
-        assert_eq!(create_like("CREATE VIEW `v` AS SELECT 1", &TableName::new("a", "b")), None);
     }
 }

@@ -7,15 +7,17 @@
 //! Before the flip an attempt is undone; from the flip on it rolls forward.
 
 use super::*;
+use crate::api::AttemptRecord;
 use crate::k8s::finalizer;
 use crate::movement::BinlogPosition;
 use crate::movement::fence::{self, Fenced};
 use crate::movement::{counter, snapshot};
 use crate::mysql::sql::quote as lit;
-use crate::operator::guard::{self, Guard, Guarded};
 use crate::shardsplit::api::{AutoIncrementRanges, FencePosition, ReverseSync, SwitchReport};
-use crate::shardsplit::controller::SWITCH_FINALIZER;
+use crate::shardsplit::plan::SWITCH_FINALIZER;
 use crate::shardsplit::plan::SubStep;
+use crate::work::guard::{self, Guard, Guarded};
+use crate::work::{attempts, failpoint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// An apply-phase checkpoint starting at `at`: the sync that takes over
@@ -87,7 +89,7 @@ impl Runner {
     async fn at(&mut self, sub: SubStep) -> Result<(), WorkError> {
         self.report().sub_step = Some(sub.as_str().into());
         self.res.persist().await?;
-        if let Some(hold) = task::failpoint_hold(sub.as_str()) {
+        if let Some(hold) = failpoint::hold(&format!("switch-hold:{}", sub.as_str())) {
             tracing::warn!(sub_step = sub.as_str(), ?hold, "failpoint: holding the switch");
             task::idle(&self.stop, hold).await;
         }
@@ -113,15 +115,13 @@ impl Runner {
         let n = {
             let s = self.report();
             if Direction::parse(s.direction.as_deref()) != direction {
-                s.attempts = 0;
-                s.retry = spec.switch.retry;
+                s.record = AttemptRecord { retry: spec.switch.retry, ..Default::default() };
             }
             s.direction = Some(direction.as_str().into());
-            s.attempts += 1;
             s.sub_step = Some(SubStep::Fence.as_str().into());
             s.fenced_at = None;
             s.fence_positions.clear();
-            s.attempts
+            attempts::begin(&mut s.record)
         };
         let what = match direction {
             Direction::DualWrite => "switch into dual-write",
@@ -167,7 +167,16 @@ impl Runner {
         for (cluster, tables) in self.fenced_side(direction) {
             let (mut conn, flavor) = self.session(&cluster).await?;
             let outcome = fence::fence(&mut conn, flavor, &tables, self.lock_wait(), &message).await;
+            // The fence position is only good on the server the other sync's
+            // positions come from, and only while that server takes writes.
+            let refused = match &outcome {
+                Ok(Fenced::Yes { .. }) => source::confirm(&mut conn, self.recorded_server(direction, &cluster)).await?,
+                _ => None,
+            };
             let _ = conn.disconnect().await;
+            if let Some(reason) = refused {
+                return Ok(Some(format!("{cluster}: {reason}")));
+            }
             match outcome? {
                 Fenced::Yes { position } => positions.push(FencePosition {
                     cluster: cluster.clone(),
@@ -190,13 +199,25 @@ impl Runner {
         Ok(None)
     }
 
+    /// The server whose binary log the sync that catches up to a fence on
+    /// `cluster` reads: the forward sync's source when fencing into
+    /// dual-write, the cluster's reverse sync on a rollback.
+    fn recorded_server(&self, direction: Direction, cluster: &str) -> Option<i64> {
+        match direction {
+            Direction::DualWrite => self.res.status.source_server_id,
+            Direction::Source => {
+                self.res.status.reverse.iter().find(|r| r.cluster == cluster).and_then(|r| r.source_server_id)
+            }
+        }
+    }
+
     /// Every shard against the rows of the old table that route to it.
     async fn verify(&mut self) -> Result<Option<String>, WorkError> {
         let prepared = self.forward().await?.prepared.clone();
         let at = self.fence_positions().into_iter().next().map(|(_, p)| p).unwrap_or_default();
         let report = crate::movement::checksum::compare_fenced(&prepared, at).await?;
         self.shard_report(&report);
-        Ok((!report.is_equal()).then(|| differences(&report)))
+        Ok((!report.is_equal()).then(|| report.differences()))
     }
 
     async fn catch_up_to_fence(&mut self, direction: Direction) -> Result<(), WorkError> {
@@ -242,8 +263,13 @@ impl Runner {
                 for cluster in self.shard_clusters() {
                     let (mut conn, flavor) = self.session(&cluster).await?;
                     let at = snapshot::position(&mut conn, &cluster, flavor).await?;
+                    let server = source::identify(&mut conn).await?;
                     let _ = conn.disconnect().await;
-                    reverse.push(ReverseSync { cluster, checkpoint: starting_at(at) });
+                    reverse.push(ReverseSync {
+                        cluster,
+                        checkpoint: starting_at(at),
+                        source_server_id: Some(server.server_id),
+                    });
                 }
                 self.res.status.reverse = reverse;
                 self.reverse.clear();
@@ -252,8 +278,10 @@ impl Runner {
                 let cluster = self.res.obj.spec.source.cluster.clone();
                 let (mut conn, flavor) = self.session(&cluster).await?;
                 let at = snapshot::position(&mut conn, &cluster, flavor).await?;
+                let server = source::identify(&mut conn).await?;
                 let _ = conn.disconnect().await;
                 self.res.status.checkpoint = starting_at(at);
+                self.res.status.source_server_id = Some(server.server_id);
             }
         }
         self.res.persist().await
@@ -348,9 +376,7 @@ impl Runner {
             let ms = s.fenced_at.as_ref().map(|t| jiff::Timestamp::now().duration_since(t.0).as_millis() as i64);
             s.fenced_millis = ms;
             s.sub_step = None;
-            s.next_attempt_time = None;
-            s.last_error = None;
-            s.attempts = 0;
+            s.record = AttemptRecord { retry: s.record.retry, ..Default::default() };
             s.fenced_at = None;
             ms.unwrap_or(0)
         };
@@ -393,10 +419,9 @@ impl Runner {
             s.sub_step = None;
             s.fenced_at = None;
             s.fence_positions.clear();
-            s.last_error = Some(reason.clone());
-            s.attempts
+            attempts::failed(&spec.switch, &mut s.record, reason.clone(), jiff::Timestamp::now());
+            s.record.attempts
         };
-        self.report().next_attempt_time = Some(Time(jiff::Timestamp::now() + plan::backoff(&spec, n)));
         if direction == Direction::DualWrite {
             // The reverse sync prepared for this attempt never started.
             self.res.status.reverse.clear();

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::context::backoff_delay;
-use super::metrics::Metrics;
-use super::work_error::WorkError;
+use super::error::WorkError;
 use crate::api::Progress;
 use crate::k8s::conditions::UNKNOWN;
 use crate::movement::{Checkpoint, MovementError, Report, Reporter};
+use crate::operator::context::backoff_delay;
+use crate::operator::metrics::Metrics;
 
 /// How often status is written while the engine works.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -171,21 +171,7 @@ pub async fn idle(stop: &CancellationToken, d: Duration) {
 /// The binary log reader's own server_id: stable per resource (a restarted task
 /// replaces its predecessor's stream) and far from the clusters' own ids.
 pub fn reader_server_id(uid: &str) -> u32 {
-    // FNV-1a: stable across releases, unlike the std hasher.
-    let mut h: u32 = 0x811c_9dc5;
-    for b in uid.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    1_000_000_000 + h % 1_000_000_000
-}
-
-/// `SWITCHYARD_FAILPOINT=switch-hold:<SubStep>:<ms>`: the e2e suite's way
-/// to catch a switch at one sub-step and kill the operator there.
-pub fn failpoint_hold(sub_step: &str) -> Option<Duration> {
-    let v = std::env::var("SWITCHYARD_FAILPOINT").ok()?;
-    let (name, ms) = v.strip_prefix("switch-hold:")?.split_once(':')?;
-    (name == sub_step).then(|| ms.parse().ok().map(Duration::from_millis))?
+    1_000_000_000 + crate::hash::fnv1a(uid.as_bytes()) % 1_000_000_000
 }
 
 /// The checkpoint kept in a status as a free-form object.

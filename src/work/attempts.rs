@@ -1,5 +1,6 @@
-//! The gate in front of a bounded, postponable action: OnlineDDL's cut-over
-//! and Migration's switch. Pure: the runner observes, asks here, and acts.
+//! The gate in front of a bounded, postponable action: OnlineDDL's cut-over,
+//! Migration's and ShardSplit's switch. Pure: the runner observes, asks here,
+//! and acts ([`super::gate`] says what a held action shows).
 //!
 //! The action waits while the user postpones it, stops after `maxAttempts`
 //! failures until `retry` changes, waits while the copy lags, and backs off
@@ -8,6 +9,9 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::{AttemptPolicy, AttemptRecord};
 
 /// What the spec says about the action.
 #[derive(Clone, Debug)]
@@ -20,6 +24,20 @@ pub struct Policy {
     pub retry: i32,
 }
 
+impl Policy {
+    /// The gate's view of a kind's policy; `postponed` is the kind's
+    /// `spec.postponeCompletion` where it applies.
+    pub fn of(p: &AttemptPolicy, postponed: bool) -> Policy {
+        Policy {
+            postponed,
+            max_attempts: p.max_attempts,
+            max_lag: seconds(p.max_lag_seconds),
+            backoff: seconds(p.backoff_seconds),
+            retry: p.retry,
+        }
+    }
+}
+
 /// What the status says about earlier attempts.
 #[derive(Clone, Debug, Default)]
 pub struct Record {
@@ -27,6 +45,12 @@ pub struct Record {
     /// The `retry` value `attempts` counts for.
     pub retry: i32,
     pub next_attempt: Option<Timestamp>,
+}
+
+impl Record {
+    pub fn of(r: &AttemptRecord) -> Record {
+        Record { attempts: r.attempts, retry: r.retry, next_attempt: r.next_attempt_time.as_ref().map(|t| t.0) }
+    }
 }
 
 /// What to do on this pass.
@@ -68,6 +92,35 @@ pub fn decide(policy: &Policy, record: &Record, lag: Duration, now: Timestamp) -
 /// changes nothing.
 pub fn is_rearmed(policy: &Policy, record: &Record) -> bool {
     policy.retry != record.retry
+}
+
+/// The one re-arm rule, applied to the record in status before each
+/// decision: a `retry` other than the one the attempts count for starts a
+/// fresh count. True when that gave back attempts already spent (worth an
+/// Event); a record with none spent only takes the new value.
+pub fn rearm(policy: &AttemptPolicy, record: &mut AttemptRecord) -> bool {
+    if policy.retry == record.retry {
+        return false;
+    }
+    let spent = record.attempts > 0;
+    record.attempts = 0;
+    record.next_attempt_time = None;
+    record.retry = policy.retry;
+    spent
+}
+
+/// Counts an attempt as begun, before anything of it is done: a restart
+/// finds it on record and counts it.
+pub fn begin(record: &mut AttemptRecord) -> i32 {
+    record.attempts += 1;
+    record.attempts
+}
+
+/// Records a failed attempt: why, and when the next may start.
+pub fn failed(policy: &AttemptPolicy, record: &mut AttemptRecord, reason: String, now: Timestamp) {
+    record.last_error = Some(reason);
+    let wait = backoff(seconds(policy.backoff_seconds), record.attempts);
+    record.next_attempt_time = Some(Time(now + wait));
 }
 
 /// Longest wait between attempts.
@@ -118,6 +171,44 @@ mod tests {
         let rearmed = Policy { retry: 1, ..policy() };
         assert_eq!(decide(&rearmed, &spent, Duration::ZERO, at(0)), Decision::Attempt);
         assert!(!is_rearmed(&policy(), &spent));
+    }
+
+    #[test]
+    fn rearming_gives_back_spent_attempts_once() {
+        let policy = AttemptPolicy { retry: 2, ..Default::default() };
+        let mut spent = AttemptRecord {
+            attempts: 3,
+            retry: 1,
+            next_attempt_time: Some(Time(at(100))),
+            last_error: Some("blocked".into()),
+        };
+        assert!(rearm(&policy, &mut spent), "spent attempts are given back");
+        assert_eq!((spent.attempts, spent.retry, spent.next_attempt_time.is_none()), (0, 2, true));
+        assert_eq!(spent.last_error.as_deref(), Some("blocked"), "the last error stays for people");
+        assert!(!rearm(&policy, &mut spent), "the same value again is a no-op (GitOps re-applies)");
+        let mut fresh = AttemptRecord::default();
+        assert!(!rearm(&policy, &mut fresh), "nothing spent: no news");
+        assert_eq!(fresh.retry, 2);
+    }
+
+    #[test]
+    fn a_failed_attempt_backs_off_from_the_policy() {
+        let policy = AttemptPolicy { backoff_seconds: 5, ..Default::default() };
+        let mut r = AttemptRecord::default();
+        assert_eq!(begin(&mut r), 1);
+        failed(&policy, &mut r, "lock wait".into(), at(0));
+        assert_eq!(r.next_attempt_time.as_ref().map(|t| t.0), Some(at(5)));
+        begin(&mut r);
+        failed(&policy, &mut r, "lock wait".into(), at(0));
+        assert_eq!(r.next_attempt_time.as_ref().map(|t| t.0), Some(at(10)), "doubles");
+        assert_eq!(Record::of(&r).attempts, 2);
+    }
+
+    #[test]
+    fn policies_default_the_same_for_every_kind() {
+        let p = Policy::of(&AttemptPolicy::default(), false);
+        assert_eq!((p.max_attempts, p.max_lag, p.backoff, p.retry), (10, seconds(2), seconds(5), 0));
+        assert_eq!(AttemptPolicy::default().lock_wait_timeout_seconds, 3);
     }
 
     #[test]

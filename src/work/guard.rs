@@ -1,7 +1,8 @@
-//! The guarded part of a switch: fence, catch up, verify, prepare. It is
-//! shared by Migration's switch and ShardSplit's (into dual-write and back);
-//! each kind supplies what its sides are, and commits afterwards in its own
-//! way (moving a data source, flipping a routing ConfigMap).
+//! The guarded part of every switch: fence, catch up, verify, prepare. It is
+//! shared by OnlineDDL's cut-over (the fence is its table lock), Migration's
+//! switch and ShardSplit's (into dual-write and back); each kind supplies
+//! what its sides are, and commits afterwards in its own way (a RENAME,
+//! moving a data source, flipping a routing ConfigMap).
 //!
 //! Until the caller commits, an attempt can be undone, and this is the one
 //! place that decides how. The fence always comes down before an attempt is
@@ -13,7 +14,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::work_error::WorkError;
+use super::error::WorkError;
 
 /// The sub-steps before the commit point, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

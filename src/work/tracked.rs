@@ -13,11 +13,12 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::context::Context;
-use super::outcome::Stepped;
-use super::work_error::WorkError;
-use crate::k8s::conditions::{self, Conditioned, Desired};
+use super::error::WorkError;
+use super::gate::Hold;
+use crate::k8s::conditions::{self, Conditioned, Desired, FALSE};
 use crate::k8s::status::apply_status;
+use crate::operator::context::Context;
+use crate::operator::outcome::Stepped;
 
 pub struct Tracked<K: HasStatus> {
     pub ctx: Arc<Context>,
@@ -104,6 +105,35 @@ where
             self.event(EventType::Normal, step, message).await;
         }
         Ok(())
+    }
+
+    /// Shows a held gated action ([`super::gate`]): the `ReadyToComplete`
+    /// condition, the step it rests in (`Postponed` or `resting`), and a
+    /// Warning when the reason is new.
+    pub async fn hold(&mut self, h: &Hold, resting: &str) -> Result<(), WorkError> {
+        let news =
+            conditions::find(self.status.conditions(), super::READY_TO_COMPLETE).is_none_or(|c| c.reason != h.reason);
+        self.set(&[Desired::new(super::READY_TO_COMPLETE, h.status, h.reason, h.message.clone())]);
+        self.enter(if h.postponed { "Postponed" } else { resting }, h.step_message.clone()).await?;
+        if h.warn && news {
+            self.event(EventType::Warning, h.reason, h.message.clone()).await;
+        }
+        Ok(())
+    }
+
+    /// The work's binary log positions belong to a primary that is no longer
+    /// the cluster's ([`super::source`]): announces that its copy starts
+    /// over, from `step`, on the new one.
+    pub async fn start_over(&mut self, was: i64, now: i64, step: &str) -> Result<(), WorkError> {
+        let message = format!("the primary changed (server_id {was} → {now}); the copy starts over on the new one");
+        self.set(&[Desired::new(
+            super::READY_TO_COMPLETE,
+            FALSE,
+            "PrimaryChanged",
+            "copying again on the new primary",
+        )]);
+        self.event(EventType::Warning, "PrimaryChanged", message.clone()).await;
+        self.enter(step, message).await
     }
 
     /// Reads the live spec: postpone, retry and cancel take effect on the
