@@ -56,3 +56,21 @@ impl Switched for Migration {
 pub async fn reconcile(obj: Arc<Migration>, ctx: Arc<Context>) -> Result<Action> {
     switched::reconcile(obj, ctx).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(step: &str) -> Phase {
+        Migration::phase(Some(&MigrationStatus { step: Some(step.into()), ..Default::default() }))
+    }
+
+    #[test]
+    fn the_fence_finalizer_is_kept_only_while_switching() {
+        assert!(at("Switching").attempting);
+        assert!(!at("Postponed").attempting && !at("Complete").attempting);
+        assert!(at("Complete").terminal && at("Failed").terminal && !at("SeedCopy").terminal);
+        assert!(at("Pending").pending && !at("SeedCopy").pending);
+        assert_eq!(Migration::phase(None), at("Pending"), "a new resource is pending");
+    }
+}

@@ -51,3 +51,21 @@ impl Switched for ShardSplit {
 pub async fn reconcile(obj: Arc<ShardSplit>, ctx: Arc<Context>) -> Result<Action> {
     switched::reconcile(obj, ctx).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(step: &str) -> Phase {
+        ShardSplit::phase(Some(&ShardSplitStatus { step: Some(step.into()), ..Default::default() }))
+    }
+
+    #[test]
+    fn the_switch_finalizer_is_kept_while_either_way_is_in_flight() {
+        assert!(at("Switching").attempting && at("RollingBack").attempting);
+        assert!(!at("DualWrite").attempting && !at("RolledBack").attempting);
+        assert!(at("Cancelled").terminal && !at("DualWrite").terminal);
+        assert!(at("Pending").pending && !at("Copying").pending);
+        assert_eq!(ShardSplit::phase(None), at("Pending"));
+    }
+}
