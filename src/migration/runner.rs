@@ -92,7 +92,7 @@ struct Engine {
     target: Endpoint,
     target_flavor: Flavor,
     /// `@@server_id` of the source the engine reads.
-    source_server_id: Option<i64>,
+    source_server_id: i64,
 }
 
 impl Reported for Runner {
@@ -360,7 +360,7 @@ impl Runner {
             if spec.incremental.mode == IncrementalMode::Replication {
                 problems.extend(replication_problems(&mut src, flavor, &mut tgt, target_flavor).await?);
             }
-            let server_id: Option<i64> = src.query_first("SELECT @@server_id").await.doing(|| "server_id".into())?;
+            let server_id = Some(source::identify(&mut src).await?.server_id);
             let _ = src.disconnect().await;
             let _ = tgt.disconnect().await;
             Ok::<_, WorkError>((tables, problems, server_id))
@@ -388,8 +388,7 @@ impl Runner {
             let target = self.target().await?;
             let mut src = source.connect_raw().await?;
             let source_flavor = source.flavor(&mut src).await?;
-            let source_server_id: Option<i64> =
-                src.query_first("SELECT @@server_id").await.doing(|| "reading server_id".into())?;
+            let source_server_id = source::identify(&mut src).await?.server_id;
             let mut tgt = target.connect_raw().await?;
             let target_flavor = target.flavor(&mut tgt).await?;
             let _ = src.disconnect().await;
@@ -442,7 +441,7 @@ impl Runner {
         }) {
             self.engine = None;
         }
-        let Some(now) = self.engine().await?.source_server_id else { return Ok(true) };
+        let now = self.engine().await?.source_server_id;
         match source::judge(self.res.status.source_server_id, now) {
             Source::Moved { was, now } => {
                 // The target's tables are the migration's own: the copy

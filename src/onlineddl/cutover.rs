@@ -166,9 +166,10 @@ impl Guard for Cutover<'_, '_> {
         }
     }
 
-    /// The shadow was compared with a full checksum at Verifying, and every
-    /// change since came through the same apply. Comparing again here would
-    /// stall writers for the whole comparison.
+    /// The runner compares the tables with a full checksum right before each
+    /// attempt (and at Verifying); only the apply since then runs under the
+    /// lock. Comparing again here would stall writers for the whole
+    /// comparison.
     async fn verify(&mut self) -> Result<Option<String>, WorkError> {
         Ok(None)
     }

@@ -277,12 +277,7 @@ impl Runner {
             let mut conn = endpoint.connect_raw().await?;
             let flavor = endpoint.flavor(&mut conn).await?;
             let lock_view = blockers::lock_view(&mut conn, flavor).await?;
-            let primary_id: Option<i64> = {
-                use mysql_async::prelude::Queryable;
-                conn.query_first("SELECT @@server_id")
-                    .await
-                    .map_err(|source| WorkError::Sql { what: "reading server_id".into(), source })?
-            };
+            let server_id = source::identify(&mut conn).await?.server_id;
             let original = schema::load(&mut conn, &endpoint.name, &table).await?;
             let target = schema::load(&mut conn, &endpoint.name, &shadow).await?;
             let _ = conn.disconnect().await;
@@ -313,13 +308,7 @@ impl Runner {
                 },
             };
             let prepared = job.prepare().await?;
-            self.engine = Some(Engine {
-                prepared: Arc::new(prepared),
-                endpoint,
-                flavor,
-                lock_view,
-                server_id: primary_id.unwrap_or_default(),
-            });
+            self.engine = Some(Engine { prepared: Arc::new(prepared), endpoint, flavor, lock_view, server_id });
         }
         Ok(self.engine.as_ref().expect("engine was just built"))
     }

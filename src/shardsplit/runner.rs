@@ -73,9 +73,16 @@ struct Runner {
     /// Rebuilt after any error: it holds connections and loaded schemas.
     forward: Option<Forward>,
     /// One per `status.reverse` entry, same order.
-    reverse: Vec<Arc<Prepared>>,
+    reverse: Vec<ReverseJob>,
     /// Which job's checkpoint the engine's reports belong to.
     recording: Recording,
+}
+
+#[derive(Clone)]
+struct ReverseJob {
+    prepared: Arc<Prepared>,
+    /// `@@server_id` of the shard cluster's primary the job reads.
+    server_id: i64,
 }
 
 #[derive(Clone, Copy)]
@@ -405,16 +412,14 @@ impl Runner {
                     ..Options::default()
                 },
             };
-            let mut conn = job.source.connect_raw().await?;
-            let server_id = source::identify(&mut conn).await?.server_id;
-            let _ = conn.disconnect().await;
+            let server_id = source::identify_at(&job.source).await?.server_id;
             self.forward = Some(Forward { prepared: Arc::new(job.prepare().await?), order, server_id });
         }
         Ok(self.forward.as_ref().expect("just built"))
     }
 
     /// The reverse job reading `status.reverse[i]`'s cluster.
-    async fn reverse(&mut self, i: usize) -> Result<Arc<Prepared>, WorkError> {
+    async fn reverse(&mut self, i: usize) -> Result<ReverseJob, WorkError> {
         if self.reverse.len() != self.res.status.reverse.len() {
             self.reverse.clear();
             for j in 0..self.res.status.reverse.len() {
@@ -441,7 +446,8 @@ impl Runner {
                         ..Options::default()
                     },
                 };
-                self.reverse.push(Arc::new(job.prepare().await?));
+                let server_id = source::identify_at(&job.source).await?.server_id;
+                self.reverse.push(ReverseJob { prepared: Arc::new(job.prepare().await?), server_id });
             }
         }
         self.reverse.get(i).cloned().ok_or_else(|| WorkError::Inconsistent(format!("no reverse job {i}")))
@@ -466,7 +472,7 @@ impl Runner {
         if let Some(f) = &self.forward {
             let mut clusters = vec![self.res.obj.spec.source.cluster.clone()];
             clusters.extend(self.shard_clusters());
-            if !self.still_primaries(&f.prepared.job.clone(), &clusters).await? {
+            if !self.still_primaries(&f.prepared.job, &clusters).await? {
                 self.forward = None;
             }
         }
@@ -505,17 +511,17 @@ impl Runner {
             .get(i)
             .cloned()
             .ok_or_else(|| WorkError::Inconsistent(format!("no reverse job {i}")))?;
-        if let Some(job) = self.reverse.get(i).cloned()
+        if let Some(built) = self.reverse.get(i)
             && !self
-                .still_primaries(&job.job, &[entry.cluster.clone(), self.res.obj.spec.source.cluster.clone()])
+                .still_primaries(
+                    &built.prepared.job,
+                    &[entry.cluster.clone(), self.res.obj.spec.source.cluster.clone()],
+                )
                 .await?
         {
             self.reverse.clear();
         }
-        let prepared = self.reverse(i).await?;
-        let mut conn = prepared.job.source.connect_raw().await?;
-        let now = source::identify(&mut conn).await?.server_id;
-        let _ = conn.disconnect().await;
+        let ReverseJob { prepared, server_id: now } = self.reverse(i).await?;
         if let Source::Moved { was, now } = source::judge(entry.source_server_id, now) {
             return Err(WorkError::Inconsistent(format!(
                 "MySQLCluster {}'s primary changed during dual-write (server_id {was} → {now}): the reverse sync's \

@@ -36,6 +36,14 @@ pub async fn identify(conn: &mut Conn) -> Result<Server, WorkError> {
     Ok(Server { server_id, read_only: read_only != 0 })
 }
 
+/// [`identify`] on a session of its own, for an engine job about to be built.
+pub async fn identify_at(endpoint: &Endpoint) -> Result<Server, WorkError> {
+    let mut conn = endpoint.connect_raw().await?;
+    let server = identify(&mut conn).await;
+    let _ = conn.disconnect().await;
+    server
+}
+
 /// What a pass learns by comparing the server it reads now with the one the
 /// recorded positions were taken on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -237,7 +237,7 @@ impl Runner {
                 for i in 0..self.res.status.reverse.len() {
                     let cluster = self.res.status.reverse[i].cluster.clone();
                     let Some((_, at)) = positions.iter().find(|(c, _)| *c == cluster).cloned() else { continue };
-                    let prepared = self.reverse(i).await?;
+                    let prepared = self.reverse(i).await?.prepared;
                     let cp = task::checkpoint_from(self.res.status.reverse[i].checkpoint.as_ref())
                         .map_err(WorkError::Inconsistent)?;
                     let cp = prepared.apply(cp, Until::Position(at), &reporter).await?;
