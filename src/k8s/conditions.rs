@@ -12,6 +12,8 @@ pub const UNKNOWN: &str = "Unknown";
 
 /// Reason used by every kind when its spec fails the controller's validation.
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+/// A table shape or a server setting that data cannot be moved losslessly with.
+pub const REASON_UNSUPPORTED: &str = "Unsupported";
 
 /// The desired state of one condition, before timestamps are settled.
 #[derive(Clone, Debug, PartialEq, Eq)]

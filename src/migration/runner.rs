@@ -348,6 +348,21 @@ impl Runner {
                     acting.join(", ")
                 ));
             }
+            let triggered = scope::triggered(&mut src, &tables).await?;
+            if !triggered.is_empty() {
+                problems.push(format!(
+                    "tables with triggers cannot be moved exactly (the target would not run them): {}; exclude them \
+                     with spec.tables.exclude",
+                    triggered.join(", ")
+                ));
+            }
+            let behind = scope::left_behind(&mut src, &tables).await?;
+            if !behind.is_empty() {
+                problems.push(format!(
+                    "tables that stay on the source depend on moved ones: {}; move them together or not at all",
+                    behind.join(", ")
+                ));
+            }
             let conflicts = scope::conflicts(&mut tgt, &tables).await?;
             if !conflicts.is_empty() {
                 problems.push(format!("the target already holds {}", conflicts.join(", ")));
@@ -628,7 +643,7 @@ impl Runner {
         if self.replication() && self.remove_replica().await.is_err() {
             tracing::warn!("could not remove the replication connection after a failure");
         }
-        let reason = if matches!(e, WorkError::Invalid(_)) { conditions::REASON_INVALID_SPEC } else { "Failed" };
+        let reason = e.reason();
         self.res.status.checkpoint = None;
         self.res.set(&[
             Desired::new(SUCCEEDED, FALSE, reason, format!("{e}; the source is untouched")),

@@ -87,6 +87,40 @@ pub async fn acting_foreign_keys(conn: &mut Conn, tables: &[TableName]) -> Resul
     Ok(out)
 }
 
+/// Moved tables with triggers of the applications': the target would have
+/// none of them, so what they write would stop after the switch.
+pub async fn triggered(conn: &mut Conn, tables: &[TableName]) -> Result<Vec<String>, WorkError> {
+    let mut out = Vec::new();
+    for t in tables {
+        let names = schema::user_triggers(conn, "source", t).await?;
+        if !names.is_empty() {
+            out.push(format!("{t} ({})", names.join(", ")));
+        }
+    }
+    Ok(out)
+}
+
+/// Tables left behind that depend on a moved one: children whose foreign
+/// keys point at it (they would check new rows against the stale copy the
+/// source keeps), and triggers on other tables that write it (they would
+/// hit the fence). Each as `moved table: why`.
+pub async fn left_behind(conn: &mut Conn, tables: &[TableName]) -> Result<Vec<String>, WorkError> {
+    let mut out = Vec::new();
+    for t in tables {
+        for (child, fk) in schema::referencing_foreign_keys(conn, "source", t).await? {
+            if !tables.contains(&child) {
+                out.push(format!("{t} is referenced by {child} ({fk})"));
+            }
+        }
+        for (on, trigger) in schema::triggers_naming(conn, "source", t).await? {
+            if !tables.contains(&on) {
+                out.push(format!("{t} is named by trigger {trigger} on {on}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Moved tables that already exist on the target.
 pub async fn conflicts(target: &mut Conn, tables: &[TableName]) -> Result<Vec<String>, WorkError> {
     let mut out = Vec::new();

@@ -49,14 +49,17 @@ const OPERATIONS: [(&str, &str); 3] = [("INSERT", "i"), ("UPDATE", "u"), ("DELET
 /// The fence trigger of `table` for one operation. Trigger names are
 /// per schema and at most 64 characters; a long table name is shortened
 /// with a hash so two tables never share a trigger name.
+/// What every fence trigger's name starts with.
+pub const TRIGGER_PREFIX: &str = "switchyard_fence_";
+
 pub fn trigger_name(table: &str, op_suffix: &str) -> String {
-    let name = format!("switchyard_fence_{op_suffix}_{table}");
+    let name = format!("{TRIGGER_PREFIX}{op_suffix}_{table}");
     if name.len() <= 64 {
         return name;
     }
     let h = crate::hash::fnv1a(table.as_bytes());
     let keep: String = table.chars().take(30).collect();
-    format!("switchyard_fence_{op_suffix}_{keep}_{h:08x}")
+    format!("{TRIGGER_PREFIX}{op_suffix}_{keep}_{h:08x}")
 }
 
 /// Statements that create the fence triggers of `table`. The message names

@@ -263,6 +263,72 @@ pub async fn foreign_keys(conn: &mut Conn, endpoint: &str, table: &TableName) ->
     Ok(rows.into_iter().map(|(name, on_delete, on_update)| ForeignKey { name, on_delete, on_update }).collect())
 }
 
+/// Foreign keys of other tables that point at `table` (its children), each
+/// with the child it belongs to.
+pub async fn referencing_foreign_keys(
+    conn: &mut Conn,
+    endpoint: &str,
+    table: &TableName,
+) -> Result<Vec<(TableName, String)>> {
+    let rows: Vec<(String, String, String)> = conn
+        .exec(
+            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE REFERENCED_TABLE_NAME = ? AND UNIQUE_CONSTRAINT_SCHEMA = ? ORDER BY 1, 2, 3",
+            (&table.table, &table.schema),
+        )
+        .await
+        .at(endpoint)?;
+    Ok(rows.into_iter().map(|(schema, child, name)| (TableName::new(&schema, &child), name)).collect())
+}
+
+/// Triggers anywhere on the server whose body names `table` (by its bare
+/// name, as a word: a trigger may write it unqualified), each as
+/// `schema.trigger on schema.table`. A word match may name a trigger that
+/// only mentions a column of that name; that errs on the side of refusing.
+pub async fn triggers_naming(conn: &mut Conn, endpoint: &str, table: &TableName) -> Result<Vec<(TableName, String)>> {
+    let rows: Vec<(String, String, String, String)> = conn
+        .query(
+            "SELECT TRIGGER_SCHEMA, TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_STATEMENT FROM information_schema.TRIGGERS \
+             ORDER BY 1, 2",
+        )
+        .await
+        .at(endpoint)?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, name, _, _)| !name.starts_with(super::fence::TRIGGER_PREFIX))
+        .filter(|(_, _, _, body)| names_word(body, &table.table))
+        .map(|(schema, name, on, _)| (TableName::new(&schema, &on), name))
+        .collect())
+}
+
+/// Whether `text` holds `word` between non-identifier characters, ignoring
+/// case and backticks.
+fn names_word(text: &str, word: &str) -> bool {
+    let (text, word) = (text.to_lowercase(), word.to_lowercase());
+    let ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    text.match_indices(&word).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
+}
+
+/// Names of the triggers on `table` that applications made (the fence's own,
+/// `switchyard_fence_*`, are not theirs). A moved table's triggers would not
+/// follow it to a new table or server, and where they did they would fire a
+/// second time on the rows the engine writes.
+pub async fn user_triggers(conn: &mut Conn, endpoint: &str, table: &TableName) -> Result<Vec<String>> {
+    let names: Vec<String> = conn
+        .exec(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
+             WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? ORDER BY TRIGGER_NAME",
+            (&table.schema, &table.table),
+        )
+        .await
+        .at(endpoint)?;
+    Ok(names.into_iter().filter(|n| !n.starts_with(super::fence::TRIGGER_PREFIX)).collect())
+}
+
 /// Reads a table's definition from information_schema.
 pub async fn load(conn: &mut Conn, endpoint: &str, name: &TableName) -> Result<TableSchema> {
     type ColumnRow = (String, String, String, String, Option<String>, String);
@@ -344,6 +410,17 @@ pub fn create_statement(table: &TableName, show_create: &str) -> Option<String> 
 
 #[cfg(test)]
 pub(crate) mod tests {
+
+    #[test]
+    fn trigger_bodies_name_tables_as_words() {
+        let body = "INSERT INTO balance_log (account_id, delta) VALUES (NEW.account_id, NEW.cents - OLD.cents)";
+        assert!(names_word(body, "balance_log"));
+        assert!(names_word("insert into `zoo`.`Balance_Log` values (1)", "balance_log"));
+        assert!(!names_word(body, "balance"), "a prefix of a longer name is not the table");
+        assert!(!names_word(body, "log"));
+        assert!(names_word("UPDATE 客户 SET x = 1", "客户"));
+    }
+
     use super::*;
 
     #[test]

@@ -35,9 +35,12 @@ pub fn write_literal(out: &mut String, value: &Value, kind: &Kind) {
             let _ = write!(out, "{u}");
         }
         // Exponent form is the shortest text that reads back to the same
-        // binary value, and it is always parsed as a double.
+        // binary value, and it is always parsed as a double. A FLOAT is
+        // written as the double it equals exactly: its own shortest text
+        // (3.4028235e38 for the largest) reads as a double just above
+        // FLT_MAX, which the server refuses as out of range.
         Value::Float(f) => {
-            let _ = write!(out, "{f:e}");
+            let _ = write!(out, "{:e}", f64::from(*f));
         }
         Value::Double(d) => {
             let _ = write!(out, "{d:e}");
@@ -203,7 +206,12 @@ mod tests {
 
     #[test]
     fn floats_round_trip() {
-        assert_eq!(literal(&Value::Float(2.7182817), &Kind::Float), "2.7182817e0");
+        assert_eq!(literal(&Value::Float(2.7182817), &Kind::Float), "2.7182817459106445e0");
+        for f in [f32::MAX, f32::MIN, f32::MIN_POSITIVE, 1e-45, -1.175_494_4e-38, 0.1] {
+            let back: f64 = literal(&Value::Float(f), &Kind::Float).parse().unwrap();
+            assert_eq!(back, f64::from(f), "{f:e} reads back as the double it equals");
+            assert!(back.abs() <= f64::from(f32::MAX), "{f:e} stays within FLOAT's range");
+        }
         assert_eq!(literal(&Value::Double(0.1), &Kind::Double), "1e-1");
         let s = literal(&Value::Double(1.0 / 3.0), &Kind::Double);
         assert_eq!(s.parse::<f64>().unwrap(), 1.0 / 3.0);

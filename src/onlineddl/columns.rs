@@ -68,33 +68,6 @@ pub fn pairs(original: &[&str], shadow: &[&str], renames: &[(String, String)]) -
         .collect()
 }
 
-/// Unique keys of the shadow that the original does not enforce, by name.
-/// Filling such a shadow with REPLACE would silently drop rows that collide on
-/// the new key, while the original takes them, so the change is refused. The
-/// original's keys are compared after the clause's renames.
-pub fn new_unique_keys(
-    original: &[Vec<String>],
-    shadow: &[(String, Vec<String>)],
-    renames: &[(String, String)],
-) -> Vec<String> {
-    let renamed = |c: &String| {
-        renames.iter().find(|(old, _)| old.eq_ignore_ascii_case(c)).map(|(_, new)| new.clone()).unwrap_or(c.clone())
-    };
-    let lower = |cols: &[String]| cols.iter().map(|c| c.to_ascii_lowercase()).collect::<Vec<_>>();
-    let existing: Vec<Vec<String>> =
-        original.iter().map(|k| lower(&k.iter().map(renamed).collect::<Vec<_>>())).collect();
-    shadow
-        .iter()
-        .filter(|(_, cols)| {
-            let cols = lower(cols);
-            // A key is enforced already if some existing unique key is a
-            // subset of it (its values are then unique too).
-            !existing.iter().any(|k| k.iter().all(|c| cols.contains(c)))
-        })
-        .map(|(name, _)| name.clone())
-        .collect()
-}
-
 /// Splits words at commas outside parentheses.
 fn top_level_parts(words: &[String]) -> Vec<&[String]> {
     let mut parts = Vec::new();
@@ -161,23 +134,6 @@ mod tests {
         // RENAME COLUMN a TO b, ADD COLUMN a INT
         let p = pairs(&["id", "a"], &["id", "b", "a"], &[r("a", "b")]);
         assert_eq!(names(&p), vec![("id", "id"), ("b", "a")]);
-    }
-
-    fn cols(c: &[&str]) -> Vec<String> {
-        c.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn new_unique_keys_are_found_and_renames_respected() {
-        let original = vec![cols(&["id"]), cols(&["email"])];
-        let shadow = vec![
-            ("PRIMARY".to_string(), cols(&["id"])),
-            ("mail".to_string(), cols(&["mail"])),
-            ("wider".to_string(), cols(&["ID", "name"])),
-            ("sku".to_string(), cols(&["sku"])),
-        ];
-        assert_eq!(new_unique_keys(&original, &shadow, &[r("email", "mail")]), vec!["sku".to_string()]);
-        assert_eq!(new_unique_keys(&original, &shadow, &[]), vec!["mail".to_string(), "sku".to_string()]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod plan;
 pub mod runner;
 pub mod sql;
 pub mod table;
+pub mod unique;
 pub mod validate;
 
 crate::impl_conditioned!(api::OnlineDDLStatus);

@@ -19,6 +19,7 @@ use super::cutover::{self, Attempt, Outcome};
 use super::plan::{self, Step};
 use super::sql;
 use super::table::{self, Instant, Recovered};
+use super::unique;
 use crate::api::Progress;
 use crate::cluster::access;
 use crate::k8s::conditions::{self, Desired, FALSE, TRUE};
@@ -594,8 +595,7 @@ impl Runner {
 
     /// A permanent error: the original stays as it is, the shadow goes.
     async fn fail(&mut self, e: &WorkError) {
-        let invalid = matches!(e, WorkError::Invalid(_));
-        let reason = if invalid { conditions::REASON_INVALID_SPEC } else { "Failed" };
+        let reason = e.reason();
         if self.res.status.shadow_table.is_some()
             && let Ok(mut conn) = self.connect().await
             && table::drop_table(&mut conn, &self.shadow()).await.is_ok()
@@ -625,12 +625,13 @@ async fn check_shadow_path(
 ) -> Result<(), WorkError> {
     table::check_swappable(conn, table).await?;
     let renames = columns::renames(alter).map_err(WorkError::Invalid)?;
-    let original: Vec<Vec<String>> = table::unique_keys(conn, table).await?.into_iter().map(|(_, c)| c).collect();
-    let added = columns::new_unique_keys(&original, &table::unique_keys(conn, shadow).await?, &renames);
+    let original = table::unique_keys(conn, table).await?;
+    let added = unique::not_enforced(&original, &table::unique_keys(conn, shadow).await?, &renames);
     if !added.is_empty() {
         return Err(WorkError::Invalid(format!(
-            "the change adds unique key(s) {} that {table} does not enforce; copying through a shadow table would \
-             silently drop rows that collide on them. Deduplicate first, then add the key with a plain ALTER TABLE",
+            "the change adds or redefines unique key(s) {} (new columns, a column's collation, or a shorter prefix) \
+             that {table} does not enforce; copying through a shadow table would silently drop rows that collide on \
+             them, where ALTER TABLE would refuse. Deduplicate first, then make that change with a plain ALTER TABLE",
             added.join(", ")
         )));
     }

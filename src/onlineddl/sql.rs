@@ -96,28 +96,6 @@ pub fn table_comment(table: &TableName) -> String {
     )
 }
 
-/// Foreign keys that point at the table: a shadow swap would leave them
-/// pointing at the renamed original.
-pub fn referencing_foreign_keys(table: &TableName) -> String {
-    format!(
-        "SELECT CONCAT(CONSTRAINT_SCHEMA, '.', TABLE_NAME, ' (', CONSTRAINT_NAME, ')') \
-         FROM information_schema.REFERENTIAL_CONSTRAINTS \
-         WHERE REFERENCED_TABLE_NAME = {} AND UNIQUE_CONSTRAINT_SCHEMA = {}",
-        quote(&table.table),
-        quote(&table.schema)
-    )
-}
-
-/// Triggers on the table: they would follow the original to its old name.
-pub fn triggers(table: &TableName) -> String {
-    format!(
-        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
-         WHERE EVENT_OBJECT_SCHEMA = {} AND EVENT_OBJECT_TABLE = {}",
-        quote(&table.schema),
-        quote(&table.table)
-    )
-}
-
 /// Sessions still running a cut-over RENAME of `sentry` (left by a stopped
 /// operator): `[id]`.
 pub fn leftover_swaps(sentry: &TableName) -> String {
@@ -153,11 +131,15 @@ pub fn definition(table: &TableName) -> String {
     )
 }
 
-/// `[INDEX_NAME, COLUMN_NAME]` of a table's unique keys, in key order.
+/// `[INDEX_NAME, COLUMN_NAME, COLLATION_NAME, SUB_PART]` of each part of a
+/// table's unique keys, in key order; '' for no column (an expression) or
+/// no collation, 0 for the whole column.
 pub fn unique_keys(table: &TableName) -> String {
     format!(
-        "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
-         WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {} AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+        "SELECT s.INDEX_NAME, COALESCE(s.COLUMN_NAME, ''), COALESCE(c.COLLATION_NAME, ''), COALESCE(s.SUB_PART, 0) \
+         FROM information_schema.STATISTICS s LEFT JOIN information_schema.COLUMNS c \
+           ON c.TABLE_SCHEMA = s.TABLE_SCHEMA AND c.TABLE_NAME = s.TABLE_NAME AND c.COLUMN_NAME = s.COLUMN_NAME \
+         WHERE s.TABLE_SCHEMA = {} AND s.TABLE_NAME = {} AND s.NON_UNIQUE = 0 ORDER BY s.INDEX_NAME, s.SEQ_IN_INDEX",
         quote(&table.schema),
         quote(&table.table)
     )

@@ -8,6 +8,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use super::sql;
+use super::unique::{self, KeyPart, UniqueKey};
 use crate::movement::{TableName, schema};
 use crate::work::error::{Doing, WorkError};
 
@@ -45,8 +46,11 @@ pub async fn definition_fingerprint(conn: &mut Conn, table: &TableName) -> Resul
 /// follow the original to its old name, and so would triggers; the table's
 /// own foreign keys cascade where the change stream cannot see.
 pub async fn check_swappable(conn: &mut Conn, table: &TableName) -> Result<(), WorkError> {
-    let fks: Vec<String> =
-        conn.query(sql::referencing_foreign_keys(table)).await.doing(|| format!("reading foreign keys of {table}"))?;
+    let fks: Vec<String> = schema::referencing_foreign_keys(conn, "primary", table)
+        .await?
+        .into_iter()
+        .map(|(child, name)| format!("{child} ({name})"))
+        .collect();
     if !fks.is_empty() {
         return Err(WorkError::Invalid(format!(
             "{table} is referenced by foreign keys ({}); a shadow-table swap would leave them pointing at the old table",
@@ -63,8 +67,7 @@ pub async fn check_swappable(conn: &mut Conn, table: &TableName) -> Result<(), W
             names.join(", ")
         )));
     }
-    let triggers: Vec<String> =
-        conn.query(sql::triggers(table)).await.doing(|| format!("reading triggers of {table}"))?;
+    let triggers = schema::user_triggers(conn, "primary", table).await?;
     if !triggers.is_empty() {
         return Err(WorkError::Invalid(format!(
             "{table} has triggers ({}); they would stay on the old table after the swap",
@@ -98,11 +101,13 @@ pub async fn prepare_shadow(
     Ok(())
 }
 
-/// Unique keys of a table: `(name, columns in key order)`.
-pub async fn unique_keys(conn: &mut Conn, table: &TableName) -> Result<Vec<(String, Vec<String>)>, WorkError> {
-    let rows: Vec<(String, String)> =
+/// Unique keys of a table, each with its parts in key order.
+pub async fn unique_keys(conn: &mut Conn, table: &TableName) -> Result<Vec<UniqueKey>, WorkError> {
+    let rows: Vec<(String, String, String, u64)> =
         conn.query(sql::unique_keys(table)).await.doing(|| format!("reading the unique keys of {table}"))?;
-    Ok(rows.into_iter().map(|(name, cols)| (name, cols.split('\u{1}').map(String::from).collect())).collect())
+    Ok(unique::group(
+        rows.into_iter().map(|(name, column, collation, prefix)| (name, KeyPart { column, collation, prefix })),
+    ))
 }
 
 /// Whether the clause can be applied with ALGORITHM=INSTANT, tried on an

@@ -40,7 +40,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "switchyard-leader")]
     pub lease_name: String,
     /// OnlineDDLs that copy and sync at once; the rest wait in Queued.
-    #[arg(long, default_value_t = context::DEFAULT_MAX_SCHEMA_CHANGES)]
+    #[arg(long, env = "SWITCHYARD_MAX_SCHEMA_CHANGES", default_value_t = context::DEFAULT_MAX_SCHEMA_CHANGES)]
     pub max_schema_changes: usize,
 }
 

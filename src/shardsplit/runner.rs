@@ -751,7 +751,7 @@ impl Runner {
         {
             tracing::warn!("could not unfence after a failure");
         }
-        let reason = if matches!(e, WorkError::Invalid(_)) { conditions::REASON_INVALID_SPEC } else { "Failed" };
+        let reason = e.reason();
         let serving = match self.res.status.routing.as_ref().map(|r| r.phase.as_str()) {
             Some("dual-write") => "applications keep using the shards; the old table is no longer kept complete",
             _ => "the old table serves as before",

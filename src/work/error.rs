@@ -53,6 +53,19 @@ impl WorkError {
         }
     }
 
+    /// The condition reason a failure shows: InvalidSpec for a spec that
+    /// cannot be carried out, Unsupported for a table or a server setting
+    /// the engine refuses before it copies anything, Failed otherwise.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WorkError::Invalid(_) => crate::k8s::conditions::REASON_INVALID_SPEC,
+            WorkError::Movement(MovementError::Table { .. } | MovementError::Prerequisite { .. }) => {
+                crate::k8s::conditions::REASON_UNSUPPORTED
+            }
+            _ => "Failed",
+        }
+    }
+
     /// The server's error code, if the server refused a statement.
     pub fn server_code(&self) -> Option<u16> {
         match self {
@@ -94,5 +107,21 @@ mod tests {
         let e = e.doing(|| "locking".into()).unwrap_err();
         assert_eq!(e.server_code(), Some(1205));
         assert!(!e.is_permanent());
+        assert_eq!(e.reason(), "Failed");
+    }
+
+    #[test]
+    fn refusals_name_their_reason() {
+        assert_eq!(WorkError::Invalid("x".into()).reason(), "InvalidSpec");
+        let keyless = MovementError::Table { table: "db.t".into(), reason: "has no primary key".into() };
+        assert_eq!(WorkError::Movement(keyless).reason(), "Unsupported");
+        let binlog = MovementError::Prerequisite {
+            server: "db".into(),
+            setting: "binlog_format".into(),
+            actual: "MIXED".into(),
+            required: "ROW".into(),
+        };
+        assert_eq!(WorkError::Movement(binlog).reason(), "Unsupported");
+        assert_eq!(WorkError::Inconsistent("differs".into()).reason(), "Failed");
     }
 }

@@ -23,6 +23,7 @@ pub mod routed;
 pub mod servers;
 pub mod wait;
 pub mod writer;
+pub mod zoo;
 
 pub use cluster::{external_cluster, kubeconfig, node_state_dir, state_root};
 pub use fault::{Signalled, signal_pod};
