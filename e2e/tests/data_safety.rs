@@ -730,3 +730,131 @@ async fn switchover_while_postponed_completes_on_the_new_primary() -> anyhow::Re
     env.ns.passed();
     Ok(())
 }
+
+/// Case 11: a reader of the shadow (a dump, a progress query) holds its
+/// metadata lock while the cut-over's RENAME is sent. The RENAME must queue
+/// on the table itself, holding writers back, and not on the shadow while
+/// the unlocked table takes writes the shadow will never see. The reader
+/// lets go once it sees the RENAME waiting, after writers had a moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_of_the_shadow_lets_no_write_slip_past_the_cut_over() -> anyhow::Result<()> {
+    const ROWS: u64 = 3000;
+    let mut env = provision("safe-reader").await?;
+    create(&env, "CREATE TABLE e2e.orders (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL)").await?;
+    let t = Table::new("orders", Key::BigInt, "v");
+    t.seed(&env, ROWS).await?;
+    let w = change_held(&env, &t, "orders-note", ALTER, ROWS, u64::MAX, DDL_TIMEOUT).await?;
+    let held = ddl(env.ns(), "orders-note")?;
+    let shadow = held["status"]["shadowTable"].as_str().context("no shadowTable")?.to_string();
+    let mut reader = env.conn().await?;
+    reader.query_drop("START TRANSACTION").await?;
+    reader.query_drop(format!("SELECT COUNT(*) FROM e2e.`{shadow}`")).await?;
+    let mut watch = env.conn().await?;
+    patch(env.ns(), "orders-note", r#"{"spec":{"postponeCompletion":false}}"#)?;
+    let deadline = Instant::now() + DDL_TIMEOUT;
+    let seen = loop {
+        let n: Option<u64> = watch
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE INFO LIKE 'RENAME TABLE%' AND STATE LIKE '%metadata lock%'",
+            )
+            .await?;
+        if n.unwrap_or(0) > 0 {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Writers get a moment: if the table were unlocked now, they would
+    // commit to the original the RENAME is about to put aside.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    reader.query_drop("COMMIT").await?;
+    ensure!(seen, "no cut-over RENAME waited within {DDL_TIMEOUT:?}");
+    let done = wait_step(env.ns(), "orders-note", "Complete", Duration::from_secs(60))?;
+    ensure!(done["status"]["method"] == "shadow", "{}", done["status"]);
+    t.wait_for_progress(20, Duration::from_secs(20)).await.context("writes resume after the change")?;
+    w.stop().await?;
+    t.assert_matches(&env).await?;
+    env.ns.passed();
+    Ok(())
+}
+
+/// Case 7: the operator SIGKILLed again and again in the first second of
+/// the copy, before and just after the snapshot position is on record,
+/// under a writer that inserts, updates, deletes and moves keys. Whatever a
+/// killed copy left in the shadow, the next one must not keep a row the
+/// original has since lost: the change completes and the table equals the
+/// acknowledged writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_again_and_again_early_in_the_copy_loses_nothing() -> anyhow::Result<()> {
+    const ROWS: u64 = 20_000;
+    let mut env = provision("safe-kills").await?;
+    create(&env, "CREATE TABLE e2e.orders (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL)").await?;
+    let t = Table::new("orders", Key::BigInt, "v");
+    t.seed(&env, ROWS).await?;
+    let w = Writer::start(&env, &t, ROWS, u64::MAX);
+    t.wait_for_progress(20, Duration::from_secs(20)).await?;
+    apply_yaml(
+        env.ns(),
+        &ddl_yaml("orders-note", "orders", ALTER, "  strategy: shadow\n  throttle: {maxRowsPerSecond: 4000}\n"),
+    )?;
+    let mut operator = env._operator.take().context("no operator")?;
+    for (i, after) in [0u64, 100, 250, 400, 700, 1000].into_iter().enumerate() {
+        wait_until("the operator to lead", Duration::from_secs(60), POLL, || Ok(operator.is_leader().then_some(())))?;
+        let o = wait_step(env.ns(), "orders-note", "Copying", DDL_TIMEOUT)?;
+        tokio::time::sleep(Duration::from_millis(after)).await;
+        operator.kill();
+        let copied = o["status"]["progress"]["rowsCopied"].as_i64().unwrap_or(0);
+        ensure!(copied < ROWS as i64, "kill {i} came after the copy ({copied} rows): the test no longer kills early");
+        t.wait_for_progress(10, Duration::from_secs(20)).await.context("writes go on while no operator runs")?;
+        operator = Operator::start(&format!("safe-kills-{i}"))?;
+    }
+    let done = wait_step(env.ns(), "orders-note", "Complete", Duration::from_secs(240))?;
+    ensure!(done["status"]["method"] == "shadow", "{}", done["status"]);
+    t.wait_for_progress(20, Duration::from_secs(20)).await.context("writes resume after the change")?;
+    w.stop().await?;
+    t.assert_matches(&env).await?;
+    drop(operator);
+    env.ns.passed();
+    Ok(())
+}
+
+/// Case 15: the operator killed after the swap, once the original has its
+/// old-table name but before the status says so. The next one must find
+/// the change done, not report a table it already altered as Failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_the_swap_and_its_status_completes() -> anyhow::Result<()> {
+    const ROWS: u64 = 3000;
+    let mut env = provision("safe-after-swap").await?;
+    drop(env._operator.take());
+    let mut first =
+        Operator::start_with_env("safe-after-swap-1", &[("SWITCHYARD_FAILPOINT", "retired-hold-ms:20000")])?;
+    create(&env, "CREATE TABLE e2e.orders (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL)").await?;
+    let t = Table::new("orders", Key::BigInt, "v");
+    t.seed(&env, ROWS).await?;
+    let w = Writer::start(&env, &t, ROWS, u64::MAX);
+    t.wait_for_progress(20, Duration::from_secs(20)).await?;
+    apply_yaml(env.ns(), &ddl_yaml("orders-note", "orders", ALTER, "  strategy: shadow\n"))?;
+    let old = wait_until_async("the original under its old-table name", DDL_TIMEOUT, POLL, || async {
+        let mut c = env.conn().await?;
+        let old: Option<String> = c
+            .query_first(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'e2e' AND TABLE_NAME LIKE '\\_orders\\_old\\_%'",
+            )
+            .await?;
+        Ok(old)
+    })
+    .await?;
+    ensure!(step(&ddl(env.ns(), "orders-note")?) == "CuttingOver", "the status moved on before the kill");
+    first.kill();
+    let _second = Operator::start("safe-after-swap-2")?;
+    let done = wait_step(env.ns(), "orders-note", "Complete", DDL_TIMEOUT)?;
+    ensure!(done["status"]["oldTable"] == old.as_str(), "{}", done["status"]);
+    t.wait_for_progress(20, Duration::from_secs(20)).await.context("writes resume after the change")?;
+    w.stop().await?;
+    t.assert_matches(&env).await?;
+    env.ns.passed();
+    Ok(())
+}

@@ -160,7 +160,7 @@ async fn shadow_change_under_writes_then_instant_change_then_old_table_retired()
     ensure!(indexes.contains(&"kc".to_string()) && indexes.contains(&"PRIMARY".to_string()), "{indexes:?}");
     ensure!(s["deferredIndexes"].as_array().is_some_and(|d| d.len() == 1), "{s}");
     let t = tables(&env).await?;
-    ensure!(t.contains(&old) && !t.contains(&"_orders_new".to_string()), "tables: {t:?}");
+    ensure!(t.contains(&old) && !t.contains(&"orders_shadow".to_string()), "tables: {t:?}");
     finish_writer(&env, "orders", w).await?;
 
     // Instant-capable: ADD COLUMN at the end is instant on MariaDB 10.11.
@@ -169,7 +169,7 @@ async fn shadow_change_under_writes_then_instant_change_then_old_table_retired()
     let done = wait_step(&ns, "add-flag", "Complete", Duration::from_secs(60))?;
     ensure!(done["status"]["method"] == "instant", "{}", done["status"]);
     ensure!(columns(&env, "orders").await?.contains(&"flag".to_string()));
-    ensure!(!tables(&env).await?.contains(&"_orders_new".to_string()));
+    ensure!(!tables(&env).await?.contains(&"orders_shadow".to_string()));
 
     // postponeCompletion holds an instant change too, with nothing copied.
     apply_yaml(&ns, &ddl_yaml("add-later", "orders", "ADD COLUMN later INT NULL", "  postponeCompletion: true\n"))?;
@@ -179,7 +179,7 @@ async fn shadow_change_under_writes_then_instant_change_then_old_table_retired()
         Ok(step(&ddl(&ns, "add-later")?) == "Postponed")
     })?;
     ensure!(!columns(&env, "orders").await?.contains(&"later".to_string()), "applied while postponed");
-    ensure!(!tables(&env).await?.contains(&"_orders_new".to_string()), "a held instant change copies nothing");
+    ensure!(!tables(&env).await?.contains(&"orders_shadow".to_string()), "a held instant change copies nothing");
     patch(&ns, "add-later", r#"{"spec":{"postponeCompletion":false}}"#)?;
     wait_step(&ns, "add-later", "Complete", Duration::from_secs(60))?;
     ensure!(columns(&env, "orders").await?.contains(&"later".to_string()));
@@ -257,12 +257,12 @@ async fn invalid_alter_is_refused_and_cancel_mid_copy_leaves_the_original() -> a
         &ddl_yaml("slow", "big", "ADD COLUMN y INT", "  strategy: shadow\n  throttle: {maxRowsPerSecond: 10000}\n"),
     )?;
     wait_copying(&ns, "slow")?;
-    ensure!(tables(&env).await?.contains(&"_big_new".to_string()));
+    ensure!(tables(&env).await?.contains(&"big_shadow".to_string()));
     patch(&ns, "slow", r#"{"spec":{"cancel":true}}"#)?;
     let o = wait_step(&ns, "slow", "Cancelled", Duration::from_secs(60))?;
     ensure!(condition(&o, "Succeeded").is_some_and(|c| c["reason"] == "Cancelled"), "{}", o["status"]);
     let t = tables(&env).await?;
-    ensure!(!t.contains(&"_big_new".to_string()), "the shadow table is left: {t:?}");
+    ensure!(!t.contains(&"big_shadow".to_string()), "the shadow table is left: {t:?}");
     ensure!(!columns(&env, "big").await?.contains(&"y".to_string()), "the original changed");
     finish_writer(&env, "big", w).await?;
     // A cancelled change keeps no finalizer: deleting it is immediate.
@@ -278,7 +278,7 @@ async fn invalid_alter_is_refused_and_cancel_mid_copy_leaves_the_original() -> a
     kubectl(&["delete", "onlineddl", "doomed", "-n", &ns, "--timeout=60s"])?;
     ensure!(get_json(&ns, "onlineddl", "doomed")?.is_none(), "still there after delete");
     let t = tables(&env).await?;
-    ensure!(!t.contains(&"_big_new".to_string()), "the shadow table is left after delete: {t:?}");
+    ensure!(!t.contains(&"big_shadow".to_string()), "the shadow table is left after delete: {t:?}");
     finish_writer(&env, "big", w).await?;
     env.ns.passed();
     Ok(())
@@ -303,7 +303,7 @@ async fn postponed_completion_stays_ready_in_sync_until_released() -> anyhow::Re
     })?;
     let later = applied(&ddl(&ns, "held")?);
     ensure!(later != first, "the change apply did not move while postponed: {first} → {later}");
-    ensure!(tables(&env).await?.contains(&"_orders_new".to_string()));
+    ensure!(tables(&env).await?.contains(&"orders_shadow".to_string()));
     // A second change of the same table waits for the first.
     apply_yaml(&ns, &ddl_yaml("next", "orders", "ADD COLUMN after_held INT", "  strategy: shadow\n"))?;
     wait_step(&ns, "next", "Queued", Duration::from_secs(30))?;
@@ -455,14 +455,14 @@ async fn operator_killed_mid_copy_and_mid_cutover_resumes_from_status() -> anyho
     // Its lock died with its connections: writes flow into the original again.
     w.wait_for_progress(50, Duration::from_secs(20)).await.context("writes resume after the kill")?;
     let t = tables(&env).await?;
-    ensure!(t.contains(&"orders".to_string()) && t.contains(&"_orders_new".to_string()), "{t:?}");
+    ensure!(t.contains(&"orders".to_string()) && t.contains(&"orders_shadow".to_string()), "{t:?}");
 
     let _third = Operator::start("ddl-kill-3")?;
     let done = wait_step(&ns, "resilient", "Complete", DDL_TIMEOUT)?;
     let s = &done["status"];
     ensure!(attempts(&done) >= 2, "{s}");
     let t = tables(&env).await?;
-    ensure!(t.iter().filter(|n| *n == "orders").count() == 1 && !t.contains(&"_orders_new".to_string()), "{t:?}");
+    ensure!(t.iter().filter(|n| *n == "orders").count() == 1 && !t.contains(&"orders_shadow".to_string()), "{t:?}");
     ensure!(columns(&env, "orders").await?.contains(&"note".to_string()));
     finish_writer(&env, "orders", w).await?;
     env.ns.passed();

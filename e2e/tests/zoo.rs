@@ -174,6 +174,7 @@ async fn onlineddl_on_every_zoo_table() -> anyhow::Result<()> {
     }
     writer.wait_for_progress(&accepted, 5, Duration::from_secs(60)).await?;
     let tally = writer.stop().await?;
+    eprintln!("zoo writer: {tally:?}");
     ensure!(tally.uncertain.is_empty(), "writes with an unknown outcome: {tally:?}");
     ensure!(tally.reused_ids.is_empty(), "AUTO_INCREMENT ids handed out again: {:?}", tally.reused_ids);
 
@@ -308,6 +309,7 @@ async fn migration_of_the_zoo() -> anyhow::Result<()> {
     );
     writer.wait_for_progress(TABLES, 5, Duration::from_secs(60)).await?;
     let tally = writer.stop().await?;
+    eprintln!("zoo writer: {tally:?}");
     drop(target_now);
     let _ = watch.join();
     ensure!(tally.uncertain.is_empty(), "writes with an unknown outcome: {tally:?}");
@@ -318,6 +320,125 @@ async fn migration_of_the_zoo() -> anyhow::Result<()> {
     let mut left = zoo_tables(tgt.primary(), &tgt.root).await?;
     left.retain(|t| !moved.contains(&t.as_str()));
     ensure!(left.is_empty(), "the target holds tables that were not moved: {left:?}");
+    ns.passed();
+    Ok(())
+}
+
+/// The zoo tables a ShardSplit takes, with the column it splits on by hash.
+const SPLIT_ON: &[(&str, &str)] = &[
+    ("tenant_orders", "tenant"),
+    ("sessions", "id"),
+    ("jobs", "id"),
+    ("accounts", "id"),
+    ("products", "id"),
+    ("status", "id"),
+    ("documents", "id"),
+    ("events", "id"),
+    ("客户", "编号"),
+];
+
+/// What a ShardSplit refuses (all Pending as InvalidSpec), with words of the reason.
+const SPLIT_REFUSED: &[(&str, &str, &str)] = &[
+    ("carts", "id", "has foreign keys"),
+    ("cart_lines", "cart_id", "has foreign keys"),
+    ("cart_notes", "id", "has foreign keys"),
+    ("balances", "account_id", "has triggers (balances_au)"),
+    ("balance_log", "id", "named by trigger balances_au on zoo.balances"),
+    ("ledger", "entry_no", "has no primary key"),
+    ("clicks_raw", "url", "has no primary key"),
+];
+
+fn split_yaml(table: &str, column: &str) -> String {
+    let name = object_name(table);
+    format!(
+        "apiVersion: switchyard.io/v1alpha1\nkind: ShardSplit\nmetadata: {{name: {name}}}\nspec:\n  source: {{cluster: db, database: zoo, table: \"{table}\"}}\n  rule: {{column: \"{column}\", algorithm: hash, shards: 2}}\n  targets: {{template: {{table: \"{table}_s{{shard}}\"}}}}\n  routing: {{configMap: {name}-routing}}\n  postponeCompletion: true\n  switch: {{lockWaitTimeoutSeconds: 5, backoffSeconds: 1}}\n"
+    )
+}
+
+/// Every zoo table split in two by hash, all at once, on a 3-instance
+/// cluster: the ones a split cannot keep exact are refused with the reason
+/// before any shard exists; the others are held in sync under the writer,
+/// then released into dual-write. There the union of each table's shards,
+/// and the old table the reverse sync keeps, equal the mirror on every
+/// instance. (Writes in dual-write belong to the shards; a writer that
+/// routes by the ConfigMap is `shardsplit.rs`'s. This one keeps writing the
+/// old table and is refused by its fence from the switch on.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shardsplit_of_every_zoo_table() -> anyhow::Result<()> {
+    let mut ns = TestNamespace::create("zoo-split")?;
+    let n = ns.as_str().to_string();
+    let _operator = Operator::start("zoo-split")?;
+    let db = provision(&n, "db", 3)?;
+    zoo::load(db.primary(), "root", &db.root).await?;
+    let primary = db.at_primary();
+    let route: zoo::Route = Arc::new(move |_| Some(primary.clone()));
+    let writer = zoo::Writer::start(TABLES, route, db.at_primary(), WRITE_INTERVAL);
+    writer.wait_for_progress(TABLES, 3, Duration::from_secs(60)).await?;
+
+    let all: Vec<(&str, &str)> =
+        SPLIT_ON.iter().copied().chain(SPLIT_REFUSED.iter().map(|(t, c, _)| (*t, *c))).collect();
+    for (t, col) in all {
+        apply_yaml(&n, &split_yaml(t, col))?;
+    }
+    for (t, _, why) in SPLIT_REFUSED {
+        let name = object_name(t);
+        let o = resource::wait_for(&n, "shardsplit", &name, "refused", MOVE_TIMEOUT, |o| {
+            condition(o, "Succeeded").is_some_and(|c| c["reason"] == "InvalidSpec")
+        })?;
+        let msg = condition(&o, "Succeeded").and_then(|c| c["message"].as_str()).unwrap_or("").to_string();
+        ensure!(msg.contains(why), "split of zoo.{t} refused, but not for {why:?}: {msg}");
+    }
+    let split: Vec<&'static str> = SPLIT_ON.iter().map(|(t, _)| *t).collect();
+    for t in &split {
+        resource::wait_step(&n, "shardsplit", &object_name(t), "Postponed", MOVE_TIMEOUT)
+            .with_context(|| format!("zoo.{t}"))?;
+    }
+    writer.wait_for_progress(&split, 5, Duration::from_secs(60)).await?;
+    for t in &split {
+        resource::patch_merge(&n, "shardsplit", &object_name(t), r#"{"spec":{"postponeCompletion":false}}"#)?;
+    }
+    for t in &split {
+        resource::wait_step(&n, "shardsplit", &object_name(t), "DualWrite", MOVE_TIMEOUT)
+            .with_context(|| format!("zoo.{t}"))?;
+    }
+    // The tables not split stay writable throughout.
+    let unsplit: Vec<&'static str> = TABLES.iter().copied().filter(|t| !split.contains(t)).collect();
+    writer.wait_for_progress(&unsplit, 5, Duration::from_secs(60)).await?;
+    let tally = writer.stop().await?;
+    eprintln!("zoo writer: {tally:?}");
+    ensure!(tally.uncertain.is_empty(), "writes with an unknown outcome: {tally:?}");
+    ensure!(tally.reused_ids.is_empty(), "AUTO_INCREMENT ids handed out again: {:?}", tally.reused_ids);
+    for t in &split {
+        ensure!(
+            tally.refused.get(t).copied().unwrap_or(0) > 0,
+            "the fence never refused a write to zoo.{t}: {tally:?}"
+        );
+    }
+
+    for ip in &db.addresses {
+        let at = db.at(ip);
+        for t in &split {
+            let shards: Vec<(At, String, String)> =
+                (0..2).map(|i| (at.clone(), "zoo".to_string(), format!("{t}_s{i}"))).collect();
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while let Some(d) = zoo::difference_of_union(&shards, &at, t).await? {
+                ensure!(std::time::Instant::now() < deadline, "the shards differ from what was acknowledged: {d}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    zoo::assert_exact(&db.against(&db.at_primary()), TABLES, Duration::from_secs(60)).await?;
+    let mut c = mysql(db.primary(), "root", &db.root).await?;
+    let shards_of_refused: Vec<String> = c
+        .query(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'zoo' AND TABLE_NAME LIKE '%\\_s_' ORDER BY 1",
+        )
+        .await?;
+    let strays: Vec<&String> = shards_of_refused
+        .iter()
+        .filter(|s| !split.iter().any(|t| s.strip_prefix(*t).is_some_and(|r| r.starts_with("_s"))))
+        .collect();
+    ensure!(strays.is_empty(), "refused splits created shards: {strays:?}");
     ns.passed();
     Ok(())
 }

@@ -208,18 +208,21 @@ fn schemas(tables: &[TableName]) -> String {
 }
 
 /// Kills the source sessions on the moved scope: those whose default schema
-/// is a moved one, and those of the migrated accounts. Replication streams
-/// and this session are spared. Returns how many were killed.
-pub async fn kill_connections(conn: &mut Conn, tables: &[TableName], users: &[String]) -> Result<i32, MovementError> {
-    let mut conds = vec![format!("DB IN ({})", schemas(tables))];
-    if !users.is_empty() {
-        conds.push(format!("USER IN ({})", users.iter().map(|u| quote(u)).collect::<Vec<_>>().join(", ")));
-    }
+/// is a moved one, and those of the migrated accounts, each `(user, host)`,
+/// matched on the user and on the client's host against the account's host
+/// pattern (`%` and `_` as MySQL matches them), so that `app@10.%` does not
+/// take `app@%`'s sessions from elsewhere with it. Replication streams and
+/// this session are spared. Returns how many were killed.
+pub async fn kill_connections(
+    conn: &mut Conn,
+    tables: &[TableName],
+    accounts: &[(String, String)],
+) -> Result<i32, MovementError> {
+    let conds = scope_condition(tables, accounts);
     let ids: Vec<u64> = conn
         .query(format!(
             "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
-             AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon') AND ({})",
-            conds.join(" OR ")
+             AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon') AND ({conds})"
         ))
         .await
         .at("listing the source's connections")?;
@@ -235,9 +238,29 @@ pub async fn kill_connections(conn: &mut Conn, tables: &[TableName], users: &[St
     Ok(killed)
 }
 
+/// The sessions of the moved scope, as a PROCESSLIST condition. HOST is the
+/// client's `host:port`.
+fn scope_condition(tables: &[TableName], accounts: &[(String, String)]) -> String {
+    let mut conds = vec![format!("DB IN ({})", schemas(tables))];
+    for (user, host) in accounts {
+        conds.push(format!("(USER = {} AND SUBSTRING_INDEX(HOST, ':', 1) LIKE {})", quote(user), quote(host)));
+    }
+    conds.join(" OR ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_are_matched_by_account_not_by_user_name() {
+        let accounts = vec![("app".to_string(), "10.%".to_string()), ("o'brien".to_string(), "%".to_string())];
+        assert_eq!(
+            scope_condition(&[TableName::new("shop", "orders")], &accounts),
+            "DB IN ('shop') OR (USER = 'app' AND SUBSTRING_INDEX(HOST, ':', 1) LIKE '10.%') \
+             OR (USER = 'o''brien' AND SUBSTRING_INDEX(HOST, ':', 1) LIKE '%')"
+        );
+    }
 
     #[test]
     fn a_locking_session_dies_soon_after_its_operator() {

@@ -12,9 +12,16 @@ pub const SENTRY_COMMENT: &str = "switchyard cut-over sentry";
 /// restarted operator can find and stop a RENAME its predecessor left waiting.
 pub const RENAME_MARK: &str = "/* switchyard cut-over */";
 
-/// `_<table>_new`.
+/// `<table>_shadow`. Like the sentry's, the name extends `<table>`, so it
+/// sorts after it: the swap's RENAME then takes the table's metadata lock
+/// before the shadow's. Were the shadow first (pt-osc's `_t_new` sorts
+/// before a lower-case `t`), a reader of the shadow (a dump, a progress
+/// query) would hold the RENAME there while it holds nothing on the table,
+/// and the unlock would let writers commit to the original the RENAME is
+/// about to put aside. Queued on the table, the RENAME holds writers back
+/// until it is done, or fails as a whole at its lock wait timeout.
 pub fn shadow_name(table: &str) -> String {
-    format!("_{table}_new")
+    format!("{table}_shadow")
 }
 
 /// `_<table>_old_<unix-seconds>`: the name the original keeps after the
@@ -159,7 +166,8 @@ mod tests {
         let table = "t".repeat(crate::onlineddl::validate::MAX_TABLE_LEN);
         assert_eq!(old_name(&table, 9_999_999_999).len(), 64);
         assert!(sentry_name(&table, 9_999_999_999).len() <= 64);
-        assert_eq!(shadow_name("orders"), "_orders_new");
+        assert!(shadow_name(&table).len() <= 64);
+        assert_eq!(shadow_name("orders"), "orders_shadow");
     }
 
     /// Metadata lock keys compare as `db\0name\0` bytes.
@@ -186,19 +194,19 @@ mod tests {
     }
 
     #[test]
-    fn the_swap_queues_on_the_table_before_the_sentry() {
-        for table in ["orders", "a", "zzz", "t_old_1", "Orders"] {
-            // Where the shadow sorts does not matter: nobody else locks it.
+    fn the_swap_queues_on_the_table_before_the_sentry_and_the_shadow() {
+        for table in ["orders", "a", "zzz", "t_old_1", "Orders", "_x", "客户", "9lives"] {
             assert!(mdl_key(table) < mdl_key(&sentry_name(table, 17)), "{table}: the sentry must sort after the table");
+            assert!(mdl_key(table) < mdl_key(&shadow_name(table)), "{table}: the shadow must sort after the table");
         }
     }
 
     #[test]
     fn the_swap_renames_the_original_onto_the_sentry_name() {
-        let s = swap(&t("orders"), &t("_orders_new"), &t("orders_old_17"));
+        let s = swap(&t("orders"), &t("orders_shadow"), &t("orders_old_17"));
         assert!(
             s.starts_with(
-                "RENAME TABLE `shop`.`orders` TO `shop`.`orders_old_17`, `shop`.`_orders_new` TO `shop`.`orders`"
+                "RENAME TABLE `shop`.`orders` TO `shop`.`orders_old_17`, `shop`.`orders_shadow` TO `shop`.`orders`"
             ),
             "{s}"
         );

@@ -204,30 +204,75 @@ pub async fn recover(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let shadow_exists = exists(conn, shadow).await?;
-    let sentry_exists = exists(conn, sentry).await?;
-    let table_exists = exists(conn, table).await?;
-    match (shadow_exists, sentry_exists, table_exists) {
-        (false, true, true) => {
-            // The sentry name holds a real table: the original.
-            let comment: Option<String> = conn.query_first(sql::table_comment(sentry)).await.doing(|| "".into())?;
-            if comment.as_deref() == Some(sql::SENTRY_COMMENT) {
-                return Err(WorkError::Inconsistent(format!(
-                    "the shadow table {shadow} is gone but {sentry} is still a sentry; was the shadow dropped by hand?"
-                )));
-            }
-            Ok(Recovered::Swapped)
-        }
-        (true, _, true) => {
+    let sentry_is = match conn
+        .query_first::<String, _>(sql::table_comment(sentry))
+        .await
+        .doing(|| format!("looking up {sentry}"))?
+    {
+        None => Sentry::Missing,
+        Some(c) if c == sql::SENTRY_COMMENT => Sentry::StillSentry,
+        Some(_) => Sentry::Original,
+    };
+    let old = sql::old_name_of_sentry(&table.table, &sentry.table).map(|o| TableName::new(&table.schema, &o));
+    let old_exists = match &old {
+        Some(o) => exists(conn, o).await?,
+        None => false,
+    };
+    let found = Found {
+        shadow: exists(conn, shadow).await?,
+        sentry: sentry_is,
+        table: exists(conn, table).await?,
+        old: old_exists,
+    };
+    match judge(&found) {
+        Ok(Recovered::RolledBack) => {
             drop_sentry(conn, sentry).await?;
             Ok(Recovered::RolledBack)
         }
-        (s, o, t) => Err(WorkError::Inconsistent(format!(
-            "unexpected tables after an interrupted cut-over: {shadow} {}, {sentry} {}, {table} {}",
-            present(s),
-            present(o),
-            present(t)
+        Ok(r) => Ok(r),
+        Err(why) => Err(WorkError::Inconsistent(format!(
+            "after an interrupted cut-over of {table} ({shadow} {}, {sentry} {:?}, {table} {}): {why}",
+            present(found.shadow),
+            found.sentry,
+            present(found.table)
         ))),
+    }
+}
+
+/// What the sentry's name holds after an interrupted attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sentry {
+    Missing,
+    /// The empty table the attempt created: the swap did not happen.
+    StillSentry,
+    /// The original, renamed onto the sentry's name by the swap.
+    Original,
+}
+
+/// The tables an interrupted attempt left.
+#[derive(Clone, Copy, Debug)]
+pub struct Found {
+    pub shadow: bool,
+    pub sentry: Sentry,
+    pub table: bool,
+    /// The original's old-table name (`_t_old_<ts>`, from the sentry's).
+    pub old: bool,
+}
+
+/// Which way an interrupted attempt went. The two-table RENAME is atomic,
+/// so the shadow's existence tells: still there, the swap did not happen.
+/// Gone, it did, and the original is under the sentry's name, or under its
+/// old-table name already if the operator stopped after renaming it once
+/// more but before recording that.
+pub fn judge(f: &Found) -> Result<Recovered, &'static str> {
+    match (f.shadow, f.sentry, f.table) {
+        (true, Sentry::Missing | Sentry::StillSentry, true) => Ok(Recovered::RolledBack),
+        (false, Sentry::Original, true) => Ok(Recovered::Swapped),
+        (false, Sentry::Missing, true) if f.old => Ok(Recovered::Swapped),
+        (false, Sentry::StillSentry, _) => {
+            Err("the shadow is gone but the sentry is still a sentry; was the shadow dropped by hand?")
+        }
+        _ => Err("no way the swap could have gone leaves these tables"),
     }
 }
 
@@ -258,4 +303,30 @@ async fn retire_original(conn: &mut Conn, swapped: &TableName, old: &TableName) 
 
 fn present(b: bool) -> &'static str {
     if b { "exists" } else { "missing" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(shadow: bool, sentry: Sentry, table: bool, old: bool) -> Found {
+        Found { shadow, sentry, table, old }
+    }
+
+    #[test]
+    fn an_interrupted_attempt_is_judged_by_what_it_left() {
+        use Sentry::*;
+        // The RENAME did not run: the shadow is still there.
+        assert_eq!(judge(&found(true, StillSentry, true, false)), Ok(Recovered::RolledBack));
+        assert_eq!(judge(&found(true, Missing, true, false)), Ok(Recovered::RolledBack));
+        // It ran: the original is under the sentry's name...
+        assert_eq!(judge(&found(false, Original, true, false)), Ok(Recovered::Swapped));
+        // ...or already under its old-table name, the status not yet written.
+        assert_eq!(judge(&found(false, Missing, true, true)), Ok(Recovered::Swapped));
+        // Nothing a swap leaves.
+        assert!(judge(&found(false, Missing, true, false)).is_err());
+        assert!(judge(&found(false, StillSentry, true, false)).is_err());
+        assert!(judge(&found(true, Original, true, false)).is_err());
+        assert!(judge(&found(false, Original, false, false)).is_err());
+    }
 }

@@ -3,6 +3,8 @@
 //! there. Unset in production. The points:
 //!
 //! - `cutover-hold-ms`: an OnlineDDL cut-over, right after it took the lock;
+//! - `retired-hold-ms`: an OnlineDDL after the swap, once the original has
+//!   its old-table name and before the status records it;
 //! - `switch-hold:<SubStep>`: a Migration or ShardSplit switch, on entering
 //!   that sub-step.
 

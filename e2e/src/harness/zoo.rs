@@ -542,29 +542,48 @@ async fn rows(c: &mut Conn, db: &str, table: &str, cols: &[String]) -> anyhow::R
 /// How `zoo.table` at `zoo_at` differs from the mirror at `mirror_at`, in
 /// rows missing and extra; `None` if they are equal.
 pub async fn difference(zoo_at: &At, mirror_at: &At, table: &str) -> anyhow::Result<Option<String>> {
+    difference_of_union(&[(zoo_at.clone(), ZOO.to_string(), table.to_string())], mirror_at, table).await
+}
+
+/// How the union of `parts` (server, database, table: a split's shards)
+/// differs from the mirror of `table`, counting duplicates.
+pub async fn difference_of_union(
+    parts: &[(At, String, String)],
+    mirror_at: &At,
+    table: &str,
+) -> anyhow::Result<Option<String>> {
     let mut m = connect(mirror_at).await?;
     let cols = column_list(&mut m, MIRROR, table).await?;
     ensure!(!cols.is_empty(), "{MIRROR}.{table} has no columns on {}", mirror_at.ip);
     let want = rows(&mut m, MIRROR, table, &cols).await?;
-    let mut z = connect(zoo_at).await?;
-    let zoo_ip = &zoo_at.ip;
-    let have = rows(&mut z, ZOO, table, &cols).await?;
-    if want == have {
+    let mut have = Vec::new();
+    for (at, db, t) in parts {
+        let mut c = connect(at).await?;
+        have.extend(rows(&mut c, db, t, &cols).await?);
+    }
+    let count = |rows: &[Vec<Value>]| {
+        let mut m: BTreeMap<String, i64> = BTreeMap::new();
+        for r in rows {
+            *m.entry(format!("{r:?}")).or_default() += 1;
+        }
+        m
+    };
+    let (want_n, have_n) = (count(&want), count(&have));
+    if want_n == have_n {
         return Ok(None);
     }
-    let want_set: BTreeSet<String> = want.iter().map(|r| format!("{r:?}")).collect();
-    let have_set: BTreeSet<String> = have.iter().map(|r| format!("{r:?}")).collect();
-    let missing: Vec<&String> = want_set.difference(&have_set).collect();
-    let extra: Vec<&String> = have_set.difference(&want_set).collect();
-    let show = |v: &[&String]| v.iter().take(3).map(|s| s.chars().take(160).collect::<String>()).collect::<Vec<_>>();
+    let short = |s: &String| s.chars().take(160).collect::<String>();
+    let missing: Vec<String> = want_n.iter().filter(|(r, n)| have_n.get(*r) < Some(n)).map(|(r, _)| short(r)).collect();
+    let extra: Vec<String> = have_n.iter().filter(|(r, n)| want_n.get(*r) < Some(n)).map(|(r, _)| short(r)).collect();
+    let places: Vec<String> = parts.iter().map(|(at, db, t)| format!("{db}.{t}@{}", at.ip)).collect();
     Ok(Some(format!(
-        "{table} on {zoo_ip}: {} rows, the mirror {}; {} acknowledged rows missing (e.g. {:?}), {} rows never acknowledged (e.g. {:?})",
+        "{table} in {places:?}: {} rows, the mirror {}; {} acknowledged rows missing (e.g. {:?}), {} rows never acknowledged or doubled (e.g. {:?})",
         have.len(),
         want.len(),
         missing.len(),
-        show(&missing),
+        &missing[..missing.len().min(3)],
         extra.len(),
-        show(&extra)
+        &extra[..extra.len().min(3)]
     )))
 }
 

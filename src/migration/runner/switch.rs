@@ -258,12 +258,12 @@ impl Runner {
                     if spec.switch.kill_blocked_queries {
                         let source = self.source().await?;
                         let mut src = source.connect_raw().await?;
-                        let users: Vec<String> = self
+                        let accounts: Vec<(String, String)> = self
                             .users()
                             .iter()
-                            .filter_map(|a| parse_account(a).ok().map(|(u, _)| u.to_string()))
+                            .filter_map(|a| parse_account(a).ok().map(|(u, h)| (u.to_string(), h.to_string())))
                             .collect();
-                        let killed = fence::kill_connections(&mut src, &self.tables(), &users).await?;
+                        let killed = fence::kill_connections(&mut src, &self.tables(), &accounts).await?;
                         let _ = src.disconnect().await;
                         *self.switch().killed_connections.get_or_insert(0) += killed;
                     }

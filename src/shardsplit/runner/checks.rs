@@ -123,6 +123,20 @@ impl Runner {
         if fks.unwrap_or(0) > 0 {
             problems.push(format!("{old} has foreign keys; shards cannot keep them"));
         }
+        let triggers =
+            crate::movement::schema::user_triggers(&mut src, "source", &old).await.map_err(WorkError::from)?;
+        if !triggers.is_empty() {
+            problems.push(format!("{old} has triggers ({}); the shards would not run them", triggers.join(", ")));
+        }
+        for (on, trigger) in
+            crate::movement::schema::triggers_naming(&mut src, "source", &old).await.map_err(WorkError::from)?
+        {
+            if on != old {
+                problems.push(format!(
+                    "{old} is named by trigger {trigger} on {on}; what it writes would hit the fence in dual-write"
+                ));
+            }
+        }
         problems.extend(binlog_ready(&mut src, &spec.source.cluster, flavor).await?);
         let _ = src.disconnect().await;
 

@@ -467,8 +467,12 @@ impl Runner {
             ))
             .await
             .doing(|| format!("looking for {old}"))?;
+        // Renamed (or dropped) while still fenced: a client with a stale
+        // routing cannot write to the old table in between. The fence's
+        // triggers keep their names through the RENAME, so they are dropped
+        // by those names afterwards, also on a pass that finds the table
+        // renamed already.
         if exists.is_some() {
-            fence::unfence(&mut src, std::slice::from_ref(&old), self.lock_wait()).await?;
             let statement = match (drop, &self.res.status.retired_table) {
                 (false, Some(to)) => {
                     let to = TableName::parse(to).ok_or_else(|| WorkError::Inconsistent(format!("bad name {to}")))?;
@@ -478,6 +482,7 @@ impl Runner {
             };
             src.query_drop(statement).await.doing(|| format!("retiring {old}"))?;
         }
+        fence::unfence(&mut src, std::slice::from_ref(&old), self.lock_wait()).await?;
         let _ = src.disconnect().await;
         let what = match &self.res.status.retired_table {
             Some(t) if !drop => format!("renamed to {t}"),
