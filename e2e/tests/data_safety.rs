@@ -17,6 +17,7 @@ use anyhow::{Context, anyhow, ensure};
 use mysql_async::prelude::{FromValue, Queryable};
 use mysql_async::{Conn, Row};
 use serde_json::Value;
+use switchyard_e2e::harness::keys::{binary16, hex};
 use switchyard_e2e::harness::kubectl::{get_json, secret_value};
 use switchyard_e2e::harness::operator::Operator;
 use switchyard_e2e::harness::resource::{self, step};
@@ -125,18 +126,6 @@ fn patch(ns: &str, name: &str, merge: &str) -> anyhow::Result<String> {
     resource::patch_merge(ns, KIND, name, merge)
 }
 
-/// SplitMix64's finalizer: a bijection, so distinct inputs give distinct keys.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
-}
-
 /// How a case's table is keyed. The model holds keys as bytes; this maps the
 /// n-th key to those bytes, to SQL, and back from a selected row.
 #[derive(Clone, Copy)]
@@ -152,18 +141,7 @@ enum Key {
 impl Key {
     fn nth(self, n: u64) -> Vec<u8> {
         match self {
-            Key::Binary16 => {
-                let mut k = [mix(n).to_be_bytes(), mix(n ^ 0x5A5A_5A5A).to_be_bytes()].concat();
-                if n.is_multiple_of(3) {
-                    k[15] = 0;
-                    if n.is_multiple_of(6) {
-                        k[14] = 0;
-                    }
-                } else if k[15] == 0 {
-                    k[15] = 1;
-                }
-                k
-            }
+            Key::Binary16 => binary16(n),
             Key::TenantId => tenant_id(&format!("tenant-{:02}", n % 20), n as i64),
             Key::BigInt => (n as i64 + 1).to_be_bytes().to_vec(),
         }
@@ -494,7 +472,13 @@ async fn change_held(
 /// the model. Returns the completed OnlineDDL.
 async fn release_and_compare(env: &Env, t: &Table, name: &str, w: Writer) -> anyhow::Result<Value> {
     patch(env.ns(), name, r#"{"spec":{"postponeCompletion":false}}"#)?;
-    let done = wait_step(env.ns(), name, "Complete", Duration::from_secs(60))?;
+    complete_and_compare(env, t, name, w, Duration::from_secs(60)).await
+}
+
+/// Waits for the change to complete through the shadow, lets the writer go
+/// on a little, then compares the table to the model.
+async fn complete_and_compare(env: &Env, t: &Table, name: &str, w: Writer, timeout: Duration) -> anyhow::Result<Value> {
+    let done = wait_step(env.ns(), name, "Complete", timeout)?;
     ensure!(done["status"]["method"] == "shadow", "{}", done["status"]);
     t.wait_for_progress(20, Duration::from_secs(20)).await.context("writes resume after the change")?;
     w.stop().await?;
@@ -502,6 +486,14 @@ async fn release_and_compare(env: &Env, t: &Table, name: &str, w: Writer) -> any
     ensure!(acked >= 40, "the writer made only {acked} writes");
     t.assert_matches(env).await?;
     Ok(done)
+}
+
+/// `e2e.orders (id BIGINT, v INT)` with `rows` rows, and its model.
+async fn orders(env: &Env, rows: u64) -> anyhow::Result<Table> {
+    create(env, "CREATE TABLE e2e.orders (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL)").await?;
+    let t = Table::new("orders", Key::BigInt, "v");
+    t.seed(env, rows).await?;
+    Ok(t)
 }
 
 async fn create(env: &Env, ddl: &str) -> anyhow::Result<()> {
@@ -664,9 +656,7 @@ async fn child_table_with_cascading_foreign_key_is_refused_up_front() -> anyhow:
 async fn switchover_while_postponed_completes_on_the_new_primary() -> anyhow::Result<()> {
     const ROWS: u64 = 3000;
     let mut env = provision_instances("safe-switch", 3).await?;
-    create(&env, "CREATE TABLE e2e.orders (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL)").await?;
-    let t = Table::new("orders", Key::BigInt, "v");
-    t.seed(&env, ROWS).await?;
+    let t = orders(&env, ROWS).await?;
     let w = change_held(&env, &t, "orders-note", ALTER, ROWS, u64::MAX, DDL_TIMEOUT).await?;
     let held = ddl(env.ns(), "orders-note")?;
     let first = held["status"]["sourceServerId"].as_i64().context("no sourceServerId while held")?;
@@ -740,9 +730,7 @@ async fn switchover_while_postponed_completes_on_the_new_primary() -> anyhow::Re
 async fn a_reader_of_the_shadow_lets_no_write_slip_past_the_cut_over() -> anyhow::Result<()> {
     const ROWS: u64 = 3000;
     let mut env = provision("safe-reader").await?;
-    create(&env, "CREATE TABLE e2e.orders (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL)").await?;
-    let t = Table::new("orders", Key::BigInt, "v");
-    t.seed(&env, ROWS).await?;
+    let t = orders(&env, ROWS).await?;
     let w = change_held(&env, &t, "orders-note", ALTER, ROWS, u64::MAX, DDL_TIMEOUT).await?;
     let held = ddl(env.ns(), "orders-note")?;
     let shadow = held["status"]["shadowTable"].as_str().context("no shadowTable")?.to_string();
@@ -772,11 +760,7 @@ async fn a_reader_of_the_shadow_lets_no_write_slip_past_the_cut_over() -> anyhow
     tokio::time::sleep(Duration::from_millis(400)).await;
     reader.query_drop("COMMIT").await?;
     ensure!(seen, "no cut-over RENAME waited within {DDL_TIMEOUT:?}");
-    let done = wait_step(env.ns(), "orders-note", "Complete", Duration::from_secs(60))?;
-    ensure!(done["status"]["method"] == "shadow", "{}", done["status"]);
-    t.wait_for_progress(20, Duration::from_secs(20)).await.context("writes resume after the change")?;
-    w.stop().await?;
-    t.assert_matches(&env).await?;
+    complete_and_compare(&env, &t, "orders-note", w, Duration::from_secs(60)).await?;
     env.ns.passed();
     Ok(())
 }
@@ -791,9 +775,7 @@ async fn a_reader_of_the_shadow_lets_no_write_slip_past_the_cut_over() -> anyhow
 async fn killed_again_and_again_early_in_the_copy_loses_nothing() -> anyhow::Result<()> {
     const ROWS: u64 = 20_000;
     let mut env = provision("safe-kills").await?;
-    create(&env, "CREATE TABLE e2e.orders (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL)").await?;
-    let t = Table::new("orders", Key::BigInt, "v");
-    t.seed(&env, ROWS).await?;
+    let t = orders(&env, ROWS).await?;
     let w = Writer::start(&env, &t, ROWS, u64::MAX);
     t.wait_for_progress(20, Duration::from_secs(20)).await?;
     apply_yaml(
@@ -811,11 +793,7 @@ async fn killed_again_and_again_early_in_the_copy_loses_nothing() -> anyhow::Res
         t.wait_for_progress(10, Duration::from_secs(20)).await.context("writes go on while no operator runs")?;
         operator = Operator::start(&format!("safe-kills-{i}"))?;
     }
-    let done = wait_step(env.ns(), "orders-note", "Complete", Duration::from_secs(240))?;
-    ensure!(done["status"]["method"] == "shadow", "{}", done["status"]);
-    t.wait_for_progress(20, Duration::from_secs(20)).await.context("writes resume after the change")?;
-    w.stop().await?;
-    t.assert_matches(&env).await?;
+    complete_and_compare(&env, &t, "orders-note", w, Duration::from_secs(240)).await?;
     drop(operator);
     env.ns.passed();
     Ok(())
@@ -831,9 +809,7 @@ async fn killed_between_the_swap_and_its_status_completes() -> anyhow::Result<()
     drop(env._operator.take());
     let mut first =
         Operator::start_with_env("safe-after-swap-1", &[("SWITCHYARD_FAILPOINT", "retired-hold-ms:20000")])?;
-    create(&env, "CREATE TABLE e2e.orders (id BIGINT NOT NULL PRIMARY KEY, v INT NOT NULL)").await?;
-    let t = Table::new("orders", Key::BigInt, "v");
-    t.seed(&env, ROWS).await?;
+    let t = orders(&env, ROWS).await?;
     let w = Writer::start(&env, &t, ROWS, u64::MAX);
     t.wait_for_progress(20, Duration::from_secs(20)).await?;
     apply_yaml(env.ns(), &ddl_yaml("orders-note", "orders", ALTER, "  strategy: shadow\n"))?;
@@ -850,11 +826,8 @@ async fn killed_between_the_swap_and_its_status_completes() -> anyhow::Result<()
     ensure!(step(&ddl(env.ns(), "orders-note")?) == "CuttingOver", "the status moved on before the kill");
     first.kill();
     let _second = Operator::start("safe-after-swap-2")?;
-    let done = wait_step(env.ns(), "orders-note", "Complete", DDL_TIMEOUT)?;
+    let done = complete_and_compare(&env, &t, "orders-note", w, DDL_TIMEOUT).await?;
     ensure!(done["status"]["oldTable"] == old.as_str(), "{}", done["status"]);
-    t.wait_for_progress(20, Duration::from_secs(20)).await.context("writes resume after the change")?;
-    w.stop().await?;
-    t.assert_matches(&env).await?;
     env.ns.passed();
     Ok(())
 }

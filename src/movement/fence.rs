@@ -35,6 +35,8 @@ use crate::movement::BinlogPosition;
 use crate::movement::TableName;
 use crate::movement::blockers;
 use crate::movement::error::{At, MovementError};
+use crate::movement::schema::FENCE_TRIGGER_PREFIX;
+use crate::movement::session::lock_session_settings;
 use crate::movement::snapshot;
 use crate::mysql::Flavor;
 use crate::mysql::sql::{quote, quote_ident};
@@ -49,17 +51,14 @@ const OPERATIONS: [(&str, &str); 3] = [("INSERT", "i"), ("UPDATE", "u"), ("DELET
 /// The fence trigger of `table` for one operation. Trigger names are
 /// per schema and at most 64 characters; a long table name is shortened
 /// with a hash so two tables never share a trigger name.
-/// What every fence trigger's name starts with.
-pub const TRIGGER_PREFIX: &str = "switchyard_fence_";
-
 pub fn trigger_name(table: &str, op_suffix: &str) -> String {
-    let name = format!("{TRIGGER_PREFIX}{op_suffix}_{table}");
+    let name = format!("{FENCE_TRIGGER_PREFIX}{op_suffix}_{table}");
     if name.len() <= 64 {
         return name;
     }
     let h = crate::hash::fnv1a(table.as_bytes());
     let keep: String = table.chars().take(30).collect();
-    format!("{TRIGGER_PREFIX}{op_suffix}_{keep}_{h:08x}")
+    format!("{FENCE_TRIGGER_PREFIX}{op_suffix}_{keep}_{h:08x}")
 }
 
 /// Statements that create the fence triggers of `table`. The message names
@@ -106,16 +105,6 @@ pub enum Fenced {
     Yes { position: BinlogPosition },
     /// The lock could not be had in time; these sessions held it up.
     Blocked { blockers: Vec<String> },
-}
-
-/// The settings of a session that takes table locks: its lock waits are
-/// bounded by `lock_wait`, and if its operator vanishes (a node that dies
-/// sends no FIN) the server closes it, and drops its locks, after a short
-/// idle time instead of the default eight hours. A healthy holder is never
-/// idle that long: it holds a lock for at most `lock_wait`.
-pub fn lock_session_settings(lock_wait: Duration) -> String {
-    let wait = lock_wait.as_secs().max(1);
-    format!("SET SESSION lock_wait_timeout = {wait}, wait_timeout = {}", 2 * wait + 10)
 }
 
 /// Takes the fence. Bounded by `lock_wait`.
@@ -259,19 +248,6 @@ mod tests {
             scope_condition(&[TableName::new("shop", "orders")], &accounts),
             "DB IN ('shop') OR (USER = 'app' AND SUBSTRING_INDEX(HOST, ':', 1) LIKE '10.%') \
              OR (USER = 'o''brien' AND SUBSTRING_INDEX(HOST, ':', 1) LIKE '%')"
-        );
-    }
-
-    #[test]
-    fn a_locking_session_dies_soon_after_its_operator() {
-        assert_eq!(
-            lock_session_settings(Duration::from_secs(5)),
-            "SET SESSION lock_wait_timeout = 5, wait_timeout = 20"
-        );
-        assert_eq!(
-            lock_session_settings(Duration::from_millis(10)),
-            "SET SESSION lock_wait_timeout = 1, wait_timeout = 12",
-            "never zero, which would mean no bound"
         );
     }
 

@@ -32,6 +32,7 @@ pub mod mapping;
 pub mod prereq;
 pub mod progress;
 pub mod schema;
+pub mod session;
 pub mod snapshot;
 pub mod throttle;
 pub mod value;

@@ -263,6 +263,10 @@ pub async fn foreign_keys(conn: &mut Conn, endpoint: &str, table: &TableName) ->
     Ok(rows.into_iter().map(|(name, on_delete, on_update)| ForeignKey { name, on_delete, on_update }).collect())
 }
 
+/// What the names of the fence's own triggers (`movement/fence.rs`) start
+/// with: no application's.
+pub const FENCE_TRIGGER_PREFIX: &str = "switchyard_fence_";
+
 /// Foreign keys of other tables that point at `table` (its children), each
 /// with the child it belongs to.
 pub async fn referencing_foreign_keys(
@@ -295,7 +299,7 @@ pub async fn triggers_naming(conn: &mut Conn, endpoint: &str, table: &TableName)
         .at(endpoint)?;
     Ok(rows
         .into_iter()
-        .filter(|(_, name, _, _)| !name.starts_with(super::fence::TRIGGER_PREFIX))
+        .filter(|(_, name, _, _)| !name.starts_with(FENCE_TRIGGER_PREFIX))
         .filter(|(_, _, _, body)| names_word(body, &table.table))
         .map(|(schema, name, on, _)| (TableName::new(&schema, &on), name))
         .collect())
@@ -326,7 +330,7 @@ pub async fn user_triggers(conn: &mut Conn, endpoint: &str, table: &TableName) -
         )
         .await
         .at(endpoint)?;
-    Ok(names.into_iter().filter(|n| !n.starts_with(super::fence::TRIGGER_PREFIX)).collect())
+    Ok(names.into_iter().filter(|n| !n.starts_with(FENCE_TRIGGER_PREFIX)).collect())
 }
 
 /// Reads a table's definition from information_schema.

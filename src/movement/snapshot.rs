@@ -40,7 +40,7 @@ pub async fn take(source: &Endpoint, flavor: Flavor, tables: &[&TableName], read
     // Bounded like every locking session: an operator that dies between
     // the FLUSH and the UNLOCK leaves writers blocked only until the server
     // drops the idle session, not for the default eight hours.
-    at(lock.query_drop(super::fence::lock_session_settings(LOCK_WAIT)).await)?;
+    at(lock.query_drop(super::session::lock_session_settings(LOCK_WAIT)).await)?;
     let list = tables.iter().map(|t| t.sql()).collect::<Vec<_>>().join(", ");
     at(lock.query_drop(format!("FLUSH TABLES {list} WITH READ LOCK")).await)?;
     let opened = async {

@@ -32,7 +32,7 @@ use super::table;
 use crate::movement::TableName;
 use crate::movement::apply::Until;
 use crate::movement::blockers::{self, LockView};
-use crate::movement::{Checkpoint, Endpoint, Prepared, Reporter, counter, fence, snapshot};
+use crate::movement::{Checkpoint, Endpoint, Prepared, Reporter, counter, session, snapshot};
 use crate::mysql::Flavor;
 use crate::work::error::{Doing, WorkError};
 use crate::work::guard::{self, Guard, Guarded, Step};
@@ -68,6 +68,11 @@ pub enum Outcome {
     /// Told to stop between steps: unlocked, the sentry left for the next
     /// owner to settle.
     Stopped,
+}
+
+/// What is left of the lock's time budget.
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
 }
 
 /// One attempt's sessions and what it learned, as the guard walks it.
@@ -119,7 +124,7 @@ impl Guard for Cutover<'_, '_> {
         table::drop_sentry(&mut self.ctl, a.sentry).await?;
         let mut locker = a.endpoint.connect_raw().await?;
         locker
-            .query_drop(fence::lock_session_settings(a.lock_wait))
+            .query_drop(session::lock_session_settings(a.lock_wait))
             .await
             .doing(|| "setting lock_wait_timeout".into())?;
         locker.query_drop(sql::create_sentry(a.sentry)).await.doing(|| format!("creating sentry {}", a.sentry))?;
@@ -156,13 +161,16 @@ impl Guard for Cutover<'_, '_> {
     async fn catch_up(&mut self) -> Result<Option<String>, WorkError> {
         let pos = snapshot::position(&mut self.ctl, &self.a.endpoint.name, self.a.flavor).await?;
         let (lock_secs, deadline) = (self.lock_secs(), self.deadline());
-        let apply = self.engine.apply(self.cp.clone(), Until::Position(pos), self.report);
-        match tokio::time::timeout_at(deadline, apply).await {
-            Ok(r) => {
-                self.cp = r?;
+        let apply = async {
+            self.engine.apply(self.cp.clone(), Until::Position(pos), self.report).await.map_err(WorkError::from)
+        };
+        let late = || format!("the change apply did not reach the lock position within {lock_secs} s");
+        match guard::within(left(deadline), apply, late).await? {
+            Ok(cp) => {
+                self.cp = cp;
                 Ok(None)
             }
-            Err(_) => Ok(Some(format!("the change apply did not reach the lock position within {lock_secs} s"))),
+            Err(late) => Ok(Some(late)),
         }
     }
 
@@ -178,12 +186,13 @@ impl Guard for Cutover<'_, '_> {
     /// ids the old one already did. Writes are held, so the counter is final.
     async fn prepare(&mut self) -> Result<(), WorkError> {
         let (a, lock_secs, deadline) = (self.a, self.lock_secs(), self.deadline());
-        let carry = counter::carry(&mut self.ctl, &a.endpoint.name, a.table, a.shadow);
-        match tokio::time::timeout_at(deadline, carry).await {
-            Ok(r) => r.map(|_| ()).map_err(WorkError::from),
-            Err(_) => Err(WorkError::Sql {
+        let carry =
+            async { counter::carry(&mut self.ctl, &a.endpoint.name, a.table, a.shadow).await.map_err(WorkError::from) };
+        match guard::within(left(deadline), carry, || format!("not done within {lock_secs} s")).await? {
+            Ok(_) => Ok(()),
+            Err(late) => Err(WorkError::Sql {
                 what: "carrying the AUTO_INCREMENT counter".into(),
-                source: mysql_async::Error::Other(format!("not done within {lock_secs} s").into()),
+                source: mysql_async::Error::Other(late.into()),
             }),
         }
     }

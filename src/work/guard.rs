@@ -95,17 +95,18 @@ pub async fn run<G: Guard>(g: &mut G) -> Result<Guarded, WorkError> {
     Ok(Guarded::Ready)
 }
 
-/// A bounded wait, as the guard's catch-up needs it: `Some(reason)` when
-/// `work` did not finish within `limit`.
+/// A bounded wait, as every catch-up and every step under a lock needs it:
+/// the work's value, or `Err(reason)` when it did not finish within `limit`
+/// (the work is dropped then). The work's own error is the outer one.
 pub async fn within<T>(
     limit: Duration,
     work: impl Future<Output = Result<T, WorkError>>,
     late: impl FnOnce() -> String,
-) -> Result<Option<String>, WorkError> {
+) -> Result<Result<T, String>, WorkError> {
     match tokio::time::timeout(limit, work).await {
-        Ok(Ok(_)) => Ok(None),
+        Ok(Ok(v)) => Ok(Ok(v)),
         Ok(Err(e)) => Err(e),
-        Err(_) => Ok(Some(late())),
+        Err(_) => Ok(Err(late())),
     }
 }
 
@@ -205,8 +206,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
             Ok::<_, WorkError>(())
         };
-        assert_eq!(within(Duration::from_millis(10), slow, || "late".into()).await.unwrap(), Some("late".into()));
+        assert_eq!(within(Duration::from_millis(10), slow, || "late".into()).await.unwrap(), Err("late".into()));
         let quick = async { Ok::<_, WorkError>(1) };
-        assert_eq!(within(Duration::from_secs(1), quick, || "late".into()).await.unwrap(), None);
+        assert_eq!(within(Duration::from_secs(1), quick, || "late".into()).await.unwrap(), Ok(1));
+        let failing = async { Err::<(), _>(WorkError::Invalid("no".into())) };
+        assert!(within(Duration::from_secs(1), failing, || "late".into()).await.is_err());
     }
 }

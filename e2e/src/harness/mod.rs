@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod fault;
+pub mod keys;
 pub mod kubectl;
 pub mod load;
 pub mod model;

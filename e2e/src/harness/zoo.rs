@@ -27,6 +27,7 @@ use anyhow::{Context, ensure};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
 
+use super::keys::{binary16, hex, mix};
 use super::mysql::mysql;
 
 pub const FIXTURE: &str = include_str!("../../fixtures/schema-zoo.sql");
@@ -91,25 +92,9 @@ pub async fn load(ip: &str, user: &str, password: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The n-th session key: 16 bytes, a third ending in 0x00, a sixth in 0x00 0x00.
+/// The n-th session key, as an SQL literal.
 pub fn session_key(n: u64) -> String {
-    let mut k = [mix(n).to_be_bytes(), mix(n ^ 0x5A5A).to_be_bytes()].concat();
-    if n.is_multiple_of(3) {
-        k[15] = 0;
-        if n.is_multiple_of(6) {
-            k[14] = 0;
-        }
-    } else if k[15] == 0 {
-        k[15] = 1;
-    }
-    format!("X'{}'", k.iter().map(|b| format!("{b:02X}")).collect::<String>())
+    format!("X'{}'", hex(&binary16(n)))
 }
 
 const DOUBLES: &[&str] = &["1.7976931348623157e308", "-2.2250738585072014e-308", "0", "-1.5", "5e-324", "NULL"];

@@ -99,13 +99,12 @@ impl Guard for Attempt<'_> {
         let prepared = self.prepared.clone();
         let apply =
             async { prepared.apply(cp, Until::Position(position.clone()), &reporter).await.map_err(WorkError::from) };
-        match tokio::time::timeout(self.r.lock_wait(), apply).await {
-            Ok(Ok(cp)) => {
+        match guard::within(self.r.lock_wait(), apply, || late).await? {
+            Ok(cp) => {
                 self.r.record(Some(cp), None);
                 Ok(None)
             }
-            Ok(Err(e)) => Err(e),
-            Err(_) => Ok(Some(late)),
+            Err(late) => Ok(Some(late)),
         }
     }
 

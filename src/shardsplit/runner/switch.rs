@@ -56,7 +56,7 @@ impl Guard for Attempt<'_> {
     async fn catch_up(&mut self) -> Result<Option<String>, WorkError> {
         let limit = self.r.lock_wait();
         let late = || format!("the other side did not reach the fence position within {} s", limit.as_secs());
-        guard::within(limit, self.r.catch_up_to_fence(self.direction), late).await
+        Ok(guard::within(limit, self.r.catch_up_to_fence(self.direction), late).await?.err())
     }
 
     async fn verify(&mut self) -> Result<Option<String>, WorkError> {
