@@ -831,3 +831,36 @@ async fn killed_between_the_swap_and_its_status_completes() -> anyhow::Result<()
     env.ns.passed();
     Ok(())
 }
+
+/// Case 15: a row the application wrote through the binary protocol takes
+/// more than the server's `max_allowed_packet` once the change apply writes
+/// it as SQL (a BLOB as a hex literal doubles). The server would close the
+/// connection on every try; the change fails at once, naming the setting,
+/// and leaves the original as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_too_large_to_apply_fails_by_name() -> anyhow::Result<()> {
+    const PACKET: u64 = 1 << 20;
+    let mut env = provision("safe-packet").await?;
+    create(&env, "CREATE TABLE e2e.blobs (id BIGINT NOT NULL PRIMARY KEY, b LONGBLOB)").await?;
+    let mut c = env.conn().await?;
+    c.query_drop("INSERT INTO e2e.blobs VALUES (1, 'small'), (2, NULL)").await?;
+    // New sessions, the engine's among them, get the smaller packet.
+    c.query_drop(format!("SET GLOBAL max_allowed_packet = {PACKET}")).await?;
+    apply_yaml(env.ns(), &ddl_yaml("blobs-note", "blobs", ALTER, "  strategy: shadow\n  postponeCompletion: true\n"))?;
+    wait_step(env.ns(), "blobs-note", "Postponed", DDL_TIMEOUT)?;
+    let mut app = env.conn().await?;
+    let big = vec![0xA5u8; (PACKET * 7 / 10) as usize];
+    app.exec_drop("INSERT INTO e2e.blobs VALUES (?, ?)", (3, big)).await?;
+    let o = resource::wait_step(env.ns(), KIND, "blobs-note", "Failed", Duration::from_secs(60))?;
+    let cond = resource::condition(&o, "Succeeded").context("no Succeeded condition")?;
+    let msg = cond["message"].as_str().unwrap_or("");
+    ensure!(cond["reason"] == "Unsupported" && msg.contains("max_allowed_packet is 1048576"), "{cond}");
+    let rows: Option<u64> = app.query_first("SELECT COUNT(*) FROM e2e.blobs").await?;
+    ensure!(rows == Some(3), "the original holds {rows:?} rows");
+    let tables: Vec<String> =
+        app.query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'e2e' ORDER BY 1").await?;
+    ensure!(tables == ["blobs"], "the shadow was left: {tables:?}");
+    c.query_drop("SET GLOBAL max_allowed_packet = 16777216").await?;
+    env.ns.passed();
+    Ok(())
+}

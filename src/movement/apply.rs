@@ -226,6 +226,9 @@ async fn write(p: &Prepared, conns: &mut [Option<mysql_async::Conn>], batch: &Ba
             conns[ep] = Some(p.job.targets[ep].connect().await?);
         }
         let conn = conns[ep].as_mut().expect("connected above");
+        for s in &statements {
+            super::writes::fits(conn, name, s).await?;
+        }
         let result = async {
             conn.query_drop("START TRANSACTION").await?;
             for s in &statements {

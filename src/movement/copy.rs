@@ -447,6 +447,7 @@ async fn writer(
                 conns[ep] = Some(p.job.targets[ep].connect().await?);
             }
             let conn = conns[ep].as_mut().expect("connected above");
+            super::writes::fits(conn, &p.job.targets[ep].name, &sql).await?;
             conn.query_drop(sql).await.at(&p.job.targets[ep].name)?;
         }
         let _ = done.send(Done::Written {

@@ -3,8 +3,10 @@
 //! key for a removed row. Both are idempotent, which is what makes a resumed
 //! movement safe to replay past its checkpoint.
 
-use mysql_async::Value;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Value};
 
+use super::error::{At, MovementError, Result};
 use super::schema::{Kind, TableName};
 use super::value::write_literal;
 use crate::mysql::sql::quote_ident;
@@ -12,6 +14,36 @@ use crate::mysql::sql::quote_ident;
 /// Statement text above this size is split, well under every server's
 /// default `max_allowed_packet` (16 MiB on MariaDB, 64 MiB on MySQL).
 pub const MAX_STATEMENT_BYTES: usize = 2 << 20;
+
+/// Statements larger than this are checked against the target's
+/// `max_allowed_packet` before they are sent; smaller ones fit any server.
+const CHECKED_ABOVE: usize = 1 << 20;
+
+/// Refuses a statement the target would refuse as too large. A single row
+/// can take more than `max_allowed_packet` as SQL text (a BLOB written as a
+/// hex literal doubles), and the server answers by closing the connection,
+/// which reads like a network error and was retried for ever. Every retry
+/// would fail the same way, so this is permanent, and names the setting.
+pub async fn fits(conn: &mut Conn, endpoint: &str, sql: &str) -> Result<()> {
+    if sql.len() <= CHECKED_ABOVE {
+        return Ok(());
+    }
+    let max: Option<u64> = conn.query_first("SELECT @@max_allowed_packet").await.at(endpoint)?;
+    check_size(sql.len(), max.unwrap_or(u64::MAX), endpoint)
+}
+
+fn check_size(len: usize, max_allowed_packet: u64, endpoint: &str) -> Result<()> {
+    // The packet holds the command byte too.
+    if (len as u64) < max_allowed_packet {
+        return Ok(());
+    }
+    Err(MovementError::Prerequisite {
+        server: endpoint.to_string(),
+        setting: "max_allowed_packet".into(),
+        actual: max_allowed_packet.to_string(),
+        required: format!("at least {} to write a row that takes {len} bytes as SQL", len + 1),
+    })
+}
 
 /// `REPLACE INTO target (cols) VALUES (...), ...`, split by size.
 pub fn replace<'r>(
@@ -149,6 +181,18 @@ pub fn delete<'k>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_statement_over_max_allowed_packet_is_refused_by_name() {
+        assert!(check_size(1000, 1001, "tgt").is_ok());
+        let e = check_size(1000, 1000, "tgt").unwrap_err();
+        assert!(e.is_permanent());
+        assert_eq!(
+            e.to_string(),
+            "tgt: max_allowed_packet is 1000; it must be at least 1001 to write a row that takes 1000 bytes as SQL"
+        );
+    }
+
     use super::*;
 
     #[test]
