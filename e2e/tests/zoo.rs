@@ -225,6 +225,9 @@ const MIGRATION_REFUSED_PARTIAL: &[&str] = &[
     "zoo.carts is referenced by zoo.cart_lines (fk_cart)",
     "zoo.balance_log is named by trigger balances_au on zoo.balances",
 ];
+/// A Migration that moves a child without its parent.
+const ORPHAN_EXCLUDE: &[&str] = &["clicks_raw", "carts", "cart_notes", "balances", "balance_log"];
+const MIGRATION_REFUSED_ORPHAN: &[&str] = &["zoo.cart_lines references zoo.carts (fk_cart), which is not moved"];
 /// What the Migration that runs leaves on the source.
 const NOT_MOVED: &[&str] = &["carts", "cart_lines", "cart_notes", "balances", "balance_log", "clicks_raw"];
 
@@ -251,7 +254,8 @@ fn assert_migration_refused(ns: &str, name: &str, problems: &[&str]) -> anyhow::
 
 /// The zoo moved from one cluster to another. A Migration of every table is
 /// refused with each reason named; one that would leave a child or a
-/// trigger's table behind is refused too; the rest moves under the writer,
+/// trigger's table behind is refused too, and so is one that would move a
+/// child without its parent; the rest moves under the writer,
 /// postponed, then released. The writer follows the data source table by
 /// table. Every moved table equals the mirror on all three target
 /// instances, every table left behind equals it on the source, and the
@@ -292,6 +296,9 @@ async fn migration_of_the_zoo() -> anyhow::Result<()> {
     apply_yaml(&n, &migration_yaml("zoo-partial", PARTIAL_EXCLUDE))?;
     assert_migration_refused(&n, "zoo-partial", MIGRATION_REFUSED_PARTIAL)?;
     kubectl(&["delete", "migration", "zoo-partial", "-n", &n, "--wait=true"])?;
+    apply_yaml(&n, &migration_yaml("zoo-orphan", ORPHAN_EXCLUDE))?;
+    assert_migration_refused(&n, "zoo-orphan", MIGRATION_REFUSED_ORPHAN)?;
+    kubectl(&["delete", "migration", "zoo-orphan", "-n", &n, "--wait=true"])?;
     ensure!(zoo_tables(tgt.primary(), &tgt.root).await?.is_empty(), "a refused migration created tables on the target");
 
     apply_yaml(&n, &migration_yaml("zoo", NOT_MOVED))?;

@@ -100,13 +100,19 @@ pub async fn triggered(conn: &mut Conn, tables: &[TableName]) -> Result<Vec<Stri
     Ok(out)
 }
 
-/// Tables left behind that depend on a moved one: children whose foreign
-/// keys point at it (they would check new rows against the stale copy the
-/// source keeps), and triggers on other tables that write it (they would
-/// hit the fence). Each as `moved table: why`.
+/// Tables split from the ones they depend on: children whose foreign keys
+/// point at a moved table (they would check new rows against the stale
+/// copy the source keeps), moved children whose parent stays (the target
+/// would refuse their new rows, having no parent table), and triggers on
+/// other tables that write a moved one (they would hit the fence).
 pub async fn left_behind(conn: &mut Conn, tables: &[TableName]) -> Result<Vec<String>, WorkError> {
     let mut out = Vec::new();
     for t in tables {
+        for fk in schema::foreign_keys(conn, "source", t).await? {
+            if !tables.contains(&fk.parent) {
+                out.push(format!("{t} references {} ({}), which is not moved", fk.parent, fk.name));
+            }
+        }
         for (child, fk) in schema::referencing_foreign_keys(conn, "source", t).await? {
             if !tables.contains(&child) {
                 out.push(format!("{t} is referenced by {child} ({fk})"));

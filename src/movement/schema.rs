@@ -232,6 +232,8 @@ pub struct ForeignKey {
     pub name: String,
     pub on_delete: String,
     pub on_update: String,
+    /// The table it points at.
+    pub parent: TableName,
 }
 
 impl ForeignKey {
@@ -252,15 +254,24 @@ impl fmt::Display for ForeignKey {
 
 /// The foreign keys `table` itself declares (those of a child table).
 pub async fn foreign_keys(conn: &mut Conn, endpoint: &str, table: &TableName) -> Result<Vec<ForeignKey>> {
-    let rows: Vec<(String, String, String)> = conn
+    let rows: Vec<(String, String, String, String, String)> = conn
         .exec(
-            "SELECT CONSTRAINT_NAME, DELETE_RULE, UPDATE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS \
+            "SELECT CONSTRAINT_NAME, DELETE_RULE, UPDATE_RULE, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME \
+             FROM information_schema.REFERENTIAL_CONSTRAINTS \
              WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? ORDER BY CONSTRAINT_NAME",
             (&table.schema, &table.table),
         )
         .await
         .at(endpoint)?;
-    Ok(rows.into_iter().map(|(name, on_delete, on_update)| ForeignKey { name, on_delete, on_update }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(name, on_delete, on_update, schema, parent)| ForeignKey {
+            name,
+            on_delete,
+            on_update,
+            parent: TableName::new(&schema, &parent),
+        })
+        .collect())
 }
 
 /// What the names of the fence's own triggers (`movement/fence.rs`) start
@@ -454,7 +465,12 @@ pub(crate) mod tests {
 
     #[test]
     fn foreign_keys_act_unless_they_only_restrict() {
-        let fk = |d: &str, u: &str| ForeignKey { name: "fk".into(), on_delete: d.into(), on_update: u.into() };
+        let fk = |d: &str, u: &str| ForeignKey {
+            name: "fk".into(),
+            on_delete: d.into(),
+            on_update: u.into(),
+            parent: TableName::new("shop", "orders"),
+        };
         assert!(!fk("RESTRICT", "NO ACTION").acts());
         assert!(fk("CASCADE", "RESTRICT").acts());
         assert!(fk("NO ACTION", "SET NULL").acts());
