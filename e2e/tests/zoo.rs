@@ -307,13 +307,10 @@ async fn migration_of_the_zoo() -> anyhow::Result<()> {
     writer.wait_for_progress(TABLES, 5, Duration::from_secs(60)).await?;
     resource::patch_merge(&n, "migration", "zoo", r#"{"spec":{"postponeCompletion":false}}"#)?;
     resource::wait_step(&n, "migration", "zoo", "Complete", MOVE_TIMEOUT)?;
-    ensure!(
-        *target_now.lock().unwrap() || {
-            std::thread::sleep(Duration::from_millis(500));
-            *target_now.lock().unwrap()
-        },
-        "the data source does not name the target after Complete"
-    );
+    // The watcher reads the ConfigMap every 200 ms: wait for it to see the switch.
+    wait_until("the writer to follow the data source to the target", Duration::from_secs(10), POLL, || {
+        Ok((*target_now.lock().unwrap()).then_some(()))
+    })?;
     writer.wait_for_progress(TABLES, 5, Duration::from_secs(60)).await?;
     let tally = writer.stop().await?;
     eprintln!("zoo writer: {tally:?}");

@@ -181,6 +181,7 @@ pub fn delete<'k>(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn a_statement_over_max_allowed_packet_is_refused_by_name() {
@@ -192,8 +193,6 @@ mod tests {
             "tgt: max_allowed_packet is 1000; it must be at least 1001 to write a row that takes 1000 bytes as SQL"
         );
     }
-
-    use super::*;
 
     #[test]
     fn in_server_copies_pair_columns_by_position() {
