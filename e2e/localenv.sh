@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Local Kubernetes for development and e2e: etcd + kube-apiserver +
 # kube-controller-manager 1.20.2 built from Debian's source package, plus the
-# project's node agent (the kubelet stand-in that runs pods as mariadbd).
+# project's node agent (the kubelet stand-in that runs pods as mariadbd, and
+# mysql:* pods as Oracle MySQL 9.7 from a Debian sid root: hack/sid-root.sh).
 #
 #   e2e/localenv.sh up       install prerequisites, build (cached), start, wait
 #   e2e/localenv.sh down     stop what `up` started (by pid); --wipe drops state
@@ -251,13 +252,36 @@ start_control_plane() {
 # ---------------------------------------------------------------- node agent
 NODE_AGENT=${SWITCHYARD_NODE_AGENT:-$ROOT/target/debug/node-agent}
 
+# MySQL 9.7 stands in for every mysql:* image (8.0, 8.4, 9.x): the only Oracle
+# MySQL Debian ships. SWITCHYARD_NO_MYSQL=1 skips it (mysql:* pods are refused).
+MYSQL_PACKAGES=(mysql-server-core mysql-client-core)
+
+mysql_root() {
+  [ "${SWITCHYARD_NO_MYSQL:-}" = 1 ] && return 0
+  "$ROOT/hack/sid-root.sh" ensure "${MYSQL_PACKAGES[@]}" >/dev/null || die "could not make the MySQL root (hack/sid-root.sh)"
+  "$ROOT/hack/sid-root.sh" path
+}
+
+# The agent bind-mounts the state dir into the MySQL root; `down` undoes it,
+# so nothing under the cache reaches into the state dir afterwards.
+unshare_mysql_root() {
+  local root m
+  root=$("$ROOT/hack/sid-root.sh" path)
+  for m in "$root$STATE_DIR/node" "$root/tmp/switchyard-sockets"; do
+    if mountpoint -q "$m" 2>/dev/null; then umount "$m" || umount -l "$m" || true; fi
+  done
+}
+
 start_node_agent() {
+  local mysql_args=() root
+  root=$(mysql_root)
+  [ -n "$root" ] && mysql_args=(--mysql-root "$root")
   if [ -z "${SWITCHYARD_NODE_AGENT:-}" ]; then
     log "building the node agent"
     (cd "$ROOT" && cargo build -q -p switchyard-e2e --bin node-agent) || die "cargo build of the node agent failed"
   fi
   [ -x "$NODE_AGENT" ] || die "no node agent binary at $NODE_AGENT"
-  start node-agent "$NODE_AGENT" run --kubeconfig "$KUBECONFIG_OUT" --state-dir "$STATE_DIR/node"
+  start node-agent "$NODE_AGENT" run --kubeconfig "$KUBECONFIG_OUT" --state-dir "$STATE_DIR/node" "${mysql_args[@]}"
   wait_for 60 "the local node to be Ready" \
     kubectl --kubeconfig "$KUBECONFIG_OUT" wait --for=condition=Ready node --all --timeout=1s
 }
@@ -345,6 +369,7 @@ down() {
     pkill -KILL -f -- "--datadir=$STATE_DIR/" 2>/dev/null || true
     log "stopped the pods' database servers"
   fi
+  unshare_mysql_root
   if [ "${1:-}" = "--wipe" ]; then
     rm -rf "$STATE_DIR"
     log "wiped $STATE_DIR"

@@ -44,6 +44,12 @@ done
 step "Helm chart lint and render tests"
 python3 -m pytest -q charts/test_chart.py
 
+# With the e2e suite only: it needs the sid root and ~10 min cold (docs/crd-check.md).
+if [ "$E2E" = 1 ]; then
+  step "CRDs' CEL rules on a current API server (apiextensions-apiserver 1.36)"
+  hack/crd-check.sh
+fi
+
 if [ "$E2E" = 1 ]; then
   step "e2e suite"
   hack/e2e.sh

@@ -74,7 +74,8 @@ async fn provision_instances(prefix: &str, replicas: u32) -> anyhow::Result<Env>
     apply_yaml(
         ns.as_str(),
         &format!(
-            "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {CLUSTER}}}\nspec:\n  replicas: {replicas}\n  storage: {{size: 1Gi}}\n"
+            "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {CLUSTER}}}\nspec:\n  image: {image}\n  replicas: {replicas}\n  storage: {{size: 1Gi}}\n",
+            image = switchyard_e2e::harness::server_image(),
         ),
     )?;
     let ip = wait_until("the cluster to be healthy", PROVISION_TIMEOUT, POLL, || {

@@ -87,7 +87,8 @@ async fn provision_with_env(prefix: &str, replicas: u32, operator_env: &[(&str, 
     apply_yaml(
         ns.as_str(),
         &format!(
-            "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {CLUSTER}}}\nspec:\n  replicas: {replicas}\n  storage: {{size: 1Gi}}\n"
+            "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {CLUSTER}}}\nspec:\n  image: {image}\n  replicas: {replicas}\n  storage: {{size: 1Gi}}\n",
+            image = switchyard_e2e::harness::server_image(),
         ),
     )?;
     let target_ip = wait_until("the target's primary", PROVISION_TIMEOUT, POLL, || primary_ip(ns.as_str(), CLUSTER))?;
@@ -552,7 +553,8 @@ async fn cluster_to_cluster_under_writes() -> anyhow::Result<()> {
         apply_yaml(
             &ns_name,
             &format!(
-                "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  storage: {{size: 1Gi}}\n"
+                "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {name}}}\nspec:\n  image: {image}\n  replicas: 1\n  storage: {{size: 1Gi}}\n",
+                image = switchyard_e2e::harness::server_image(),
             ),
         )?;
     }

@@ -29,11 +29,13 @@ apiVersion: switchyard.io/v1alpha1
 kind: MySQLCluster
 metadata: {{name: {CLUSTER}}}
 spec:
+  image: {image}
   replicas: {replicas}
   storage: {{size: 1Gi}}
   failover: {{enabled: true, delaySeconds: {delay_seconds}}}
   config: {{max_connections: "200"}}
-"#
+"#,
+        image = switchyard_e2e::harness::server_image(),
     )
 }
 

@@ -53,7 +53,8 @@ async fn provision(prefix: &str) -> anyhow::Result<Env> {
     apply_yaml(
         ns.as_str(),
         &format!(
-            "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {CLUSTER}}}\nspec:\n  replicas: 1\n  storage: {{size: 1Gi}}\n"
+            "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {CLUSTER}}}\nspec:\n  image: {image}\n  replicas: 1\n  storage: {{size: 1Gi}}\n",
+            image = switchyard_e2e::harness::server_image(),
         ),
     )?;
     let ip = wait_until("the cluster's primary", PROVISION_TIMEOUT, POLL, || {

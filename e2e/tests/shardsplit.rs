@@ -83,7 +83,8 @@ async fn provision_instances(
         apply_yaml(
             ns.as_str(),
             &format!(
-                "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  storage: {{size: 1Gi}}\n"
+                "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {name}}}\nspec:\n  image: {image}\n  replicas: {replicas}\n  storage: {{size: 1Gi}}\n",
+                image = switchyard_e2e::harness::server_image(),
             ),
         )?;
     }

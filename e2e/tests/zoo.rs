@@ -53,7 +53,8 @@ fn provision(ns: &str, name: &str, replicas: usize) -> anyhow::Result<Cluster> {
     apply_yaml(
         ns,
         &format!(
-            "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  storage: {{size: 1Gi}}\n"
+            "apiVersion: switchyard.io/v1alpha1\nkind: MySQLCluster\nmetadata: {{name: {name}}}\nspec:\n  image: {image}\n  replicas: {replicas}\n  storage: {{size: 1Gi}}\n",
+            image = switchyard_e2e::harness::server_image(),
         ),
     )?;
     let addresses = wait_until(&format!("cluster {name} healthy"), PROVISION_TIMEOUT, POLL, || {

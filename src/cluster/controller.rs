@@ -300,7 +300,7 @@ fn status_of(
             let healthy = !errant
                 && match o {
                     Some(o) if is_primary => !o.read_only || promoted_now,
-                    Some(o) => o.read_only && replicating,
+                    Some(o) => o.all_writes_refused && replicating,
                     None => false,
                 };
             InstanceStatus {

@@ -325,14 +325,21 @@ pub fn admin_command(flavor: ImageFlavor) -> &'static str {
 /// values). `loose_` options are skipped with a warning by a server that does
 /// not know them, so one file serves both flavors.
 pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
-    let mut cnf = String::from(
+    let flavor = image_flavor(&spec.image);
+    // MySQL 8.0.26 renamed the replica options and 8.4 deprecates the old
+    // names; MariaDB 10.11 knows only the old ones.
+    let (log_replica_updates, skip_replica_start) = match flavor {
+        ImageFlavor::MariaDb => ("log_slave_updates", "skip_slave_start"),
+        ImageFlavor::MySql => ("log_replica_updates", "skip_replica_start"),
+    };
+    let mut cnf = format!(
         "# Written by Switchyard; changes are overwritten. Set options with spec.config.\n\
          [mysqld]\n\
          # Binary log with row events on every instance: any of them can become the primary.\n\
          log_bin = mysql-bin\n\
          binlog_format = ROW\n\
          binlog_row_image = FULL\n\
-         log_slave_updates = ON\n\
+         {log_replica_updates} = ON\n\
          relay_log = relay-bin\n\
          loose_binlog_expire_logs_seconds = 604800\n\
          # GTIDs: MariaDB\n\
@@ -345,10 +352,10 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
          # it take writes or replicate: the pod template is shared by all ordinals and\n\
          # no init container runs, so the file cannot carry a per-instance server_id.\n\
          read_only = ON\n\
-         skip_slave_start = ON\n\
+         {skip_replica_start} = ON\n\
          skip_name_resolve = ON\n",
     );
-    if image_flavor(&spec.image) == ImageFlavor::MySql {
+    if flavor == ImageFlavor::MySql {
         cnf.push_str(
             "# Semi-sync plugins (MySQL; built into MariaDB). The operator sets the\n\
              # rpl_semi_sync_* variables at runtime.\n\
@@ -1118,6 +1125,10 @@ mod tests {
         assert!(cnf.lines().any(|l| l == "plugin_load_add = semisync_source.so"));
         assert!(cnf.lines().any(|l| l == "plugin_load_add = semisync_replica.so"));
         assert!(!cnf.contains("metadata_lock_info"), "MySQL has performance_schema.metadata_locks");
+        assert!(
+            cnf.lines().any(|l| l == "log_replica_updates = ON") && cnf.lines().any(|l| l == "skip_replica_start = ON")
+        );
+        assert!(!cnf.contains("slave"), "MySQL 8.4 deprecates the slave names");
     }
 
     #[test]

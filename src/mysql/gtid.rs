@@ -48,6 +48,22 @@ impl GtidSet {
         }
     }
 
+    /// The set without the transactions that `uuid` originated (MySQL); a
+    /// MariaDB set is returned as it is.
+    pub fn without_source(&self, uuid: &str) -> GtidSet {
+        match self {
+            GtidSet::MySql(m) => {
+                let rest: BTreeMap<_, _> = m
+                    .iter()
+                    .filter(|(u, _)| !u.eq_ignore_ascii_case(uuid))
+                    .map(|(u, i)| (u.clone(), i.clone()))
+                    .collect();
+                if rest.is_empty() { GtidSet::Empty } else { GtidSet::MySql(rest) }
+            }
+            other => other.clone(),
+        }
+    }
+
     /// A total of transactions, for picking the most advanced candidate among
     /// sets that contain one another.
     pub fn weight(&self) -> u64 {
@@ -170,5 +186,15 @@ mod tests {
     #[test]
     fn flavors_do_not_mix() {
         assert!(!m("0-1-5").contains(&y(&format!("{U1}:1"))));
+    }
+
+    #[test]
+    fn a_source_can_be_left_out() {
+        let set =
+            GtidSet::parse(MYSQL, "aaaaaaaa-0000-0000-0000-000000000001:1-10,bbbbbbbb-0000-0000-0000-000000000002:1-3")
+                .unwrap();
+        let only_b = GtidSet::parse(MYSQL, "bbbbbbbb-0000-0000-0000-000000000002:1-3").unwrap();
+        assert_eq!(set.without_source("AAAAAAAA-0000-0000-0000-000000000001"), only_b);
+        assert_eq!(only_b.without_source("bbbbbbbb-0000-0000-0000-000000000002"), GtidSet::Empty);
     }
 }

@@ -31,6 +31,12 @@ pub struct Observed {
     pub version: String,
     pub server_id: u32,
     pub read_only: bool,
+    /// No account can write: super_read_only on MySQL (see
+    /// `sql::server_id_and_read_only`), read_only on MariaDB.
+    pub all_writes_refused: bool,
+    /// MySQL's server_uuid, the source of the GTIDs it originates; None on
+    /// MariaDB, whose GTIDs name the server_id.
+    pub server_uuid: Option<String>,
     /// Executed GTIDs as the server printed them (MariaDB: the position).
     pub gtids: String,
     /// The executed set for comparisons (MariaDB: the binlog state).
@@ -87,10 +93,14 @@ impl Instance {
     }
 
     pub async fn observe(&mut self) -> Result<Observed, InstanceError> {
-        let (server_id, read_only): (u32, u8) =
-            bounded("server_id", self.conn.query_first("SELECT @@server_id, @@read_only"))
+        let (server_id, read_only, all_writes_refused): (u32, u8, u8) =
+            bounded("server_id", self.conn.query_first(sql::server_id_and_read_only(self.flavor)))
                 .await??
                 .ok_or_else(|| InstanceError::Unexpected("no server_id".into()))?;
+        let server_uuid = match self.flavor.is_mariadb() {
+            true => None,
+            false => bounded("server_uuid", self.conn.query_first::<String, _>("SELECT @@server_uuid")).await??,
+        };
         let gtids = self.executed_gtids().await?;
         let gtid_set = self.gtid_state().await?;
         let replica = self.replica_status().await?;
@@ -102,6 +112,8 @@ impl Instance {
             version: self.version.clone(),
             server_id,
             read_only: read_only != 0,
+            all_writes_refused: all_writes_refused != 0,
+            server_uuid,
             gtids,
             gtid_set,
             replica,

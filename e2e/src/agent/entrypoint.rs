@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use super::installation::{Family, Installation};
 use super::mounts::MountTable;
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +93,50 @@ pub fn sql_ident(s: &str) -> String {
 }
 
 /// The SQL the image runs on the temporary server (docker_setup_db).
-pub fn setup_sql(s: &Settings, root_password: &str) -> String {
+pub fn setup_sql(family: Family, s: &Settings, root_password: &str) -> String {
+    match family {
+        Family::MariaDb => mariadb_setup_sql(s, root_password),
+        Family::MySql => mysql_setup_sql(s, root_password),
+    }
+}
+
+/// The mysql image's docker_setup_db: `--initialize-insecure` made only
+/// root@localhost, with no password.
+fn mysql_setup_sql(s: &Settings, root_password: &str) -> String {
+    let mut sql = String::from(
+        "SET @@SESSION.SQL_LOG_BIN=0;\n\
+         SET @@SESSION.SQL_MODE=REPLACE(@@SESSION.SQL_MODE, 'NO_BACKSLASH_ESCAPES', '');\n",
+    );
+    let pw = sql_string(root_password);
+    sql.push_str(&format!(
+        "ALTER USER 'root'@'localhost' IDENTIFIED BY {pw};\n\
+         GRANT ALL ON *.* TO 'root'@'localhost' WITH GRANT OPTION;\n"
+    ));
+    if s.root_host != "localhost" {
+        let host = sql_string(&s.root_host);
+        sql.push_str(&format!(
+            "CREATE USER 'root'@{host} IDENTIFIED BY {pw};\n\
+             GRANT ALL ON *.* TO 'root'@{host} WITH GRANT OPTION;\n"
+        ));
+    }
+    push_database_and_user(&mut sql, s);
+    sql
+}
+
+fn push_database_and_user(sql: &mut String, s: &Settings) {
+    if let Some(db) = &s.database {
+        sql.push_str(&format!("CREATE DATABASE IF NOT EXISTS {};\n", sql_ident(db)));
+    }
+    if let Some((user, password)) = &s.user {
+        let user = sql_string(user);
+        sql.push_str(&format!("CREATE USER {user}@'%' IDENTIFIED BY {};\n", sql_string(password)));
+        if let Some(db) = &s.database {
+            sql.push_str(&format!("GRANT ALL ON {}.* TO {user}@'%';\n", sql_ident(db)));
+        }
+    }
+}
+
+fn mariadb_setup_sql(s: &Settings, root_password: &str) -> String {
     let mut sql = String::from(
         "SET @@SESSION.SQL_LOG_BIN=0;\n\
          SET @@SESSION.SQL_MODE=REPLACE(@@SESSION.SQL_MODE, 'NO_BACKSLASH_ESCAPES', '');\n\
@@ -111,16 +155,7 @@ pub fn setup_sql(s: &Settings, root_password: &str) -> String {
              GRANT PROXY ON ''@'%' TO 'root'@{host} WITH GRANT OPTION;\n"
         ));
     }
-    if let Some(db) = &s.database {
-        sql.push_str(&format!("CREATE DATABASE IF NOT EXISTS {};\n", sql_ident(db)));
-    }
-    if let Some((user, password)) = &s.user {
-        let user = sql_string(user);
-        sql.push_str(&format!("CREATE USER {user}@'%' IDENTIFIED BY {};\n", sql_string(password)));
-        if let Some(db) = &s.database {
-            sql.push_str(&format!("GRANT ALL ON {}.* TO {user}@'%';\n", sql_ident(db)));
-        }
-    }
+    push_database_and_user(&mut sql, s);
     sql
 }
 
@@ -171,7 +206,7 @@ fn clear_incomplete(datadir: &Path) -> std::io::Result<()> {
 
 /// Everything the first start needs.
 pub struct InitJob {
-    pub mariadbd: PathBuf,
+    pub installation: std::sync::Arc<Installation>,
     pub my_cnf: PathBuf,
     pub datadir: PathBuf,
     pub socket: PathBuf,
@@ -198,7 +233,7 @@ impl InitJob {
     }
 
     fn client(&self, password: Option<&str>, database: Option<&str>) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new("mariadb");
+        let mut c = self.installation.command(self.installation.client_name());
         c.arg("--no-defaults")
             .arg("--protocol=socket")
             .arg(format!("--socket={}", self.socket.display()))
@@ -275,6 +310,51 @@ impl InitJob {
         let marker = self.datadir.join(INCOMPLETE_MARKER);
         std::fs::write(&marker, "").map_err(|e| step("marking the first start", e))?;
         self.log_line("Initializing database files");
+        self.install_system_tables().await?;
+        self.log_line("Starting temporary server");
+        let mut server = self.temporary_server()?;
+        let result = self.configure(&settings, &mut server).await;
+
+        self.log_line("Stopping temporary server");
+        if let Some(pid) = server.id() {
+            let _ = super::process::send_signal(pid, libc::SIGTERM);
+        }
+        match tokio::time::timeout(Duration::from_secs(120), server.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                let _ = server.kill().await;
+            }
+        }
+        if result.is_ok() {
+            std::fs::remove_file(&marker).map_err(|e| step("unmarking the first start", e))?;
+            self.log_line("init process done. Ready for start up.");
+        }
+        result
+    }
+
+    /// The system schema: mariadb-install-db, or `mysqld --initialize-insecure`
+    /// (root@localhost with no password, set by the setup SQL right after).
+    async fn install_system_tables(&self) -> Result<(), InitError> {
+        if self.installation.family == Family::MySql {
+            let (program, leading) = self.installation.server_program();
+            let install = tokio::process::Command::new(program)
+                .args(leading)
+                .arg(format!("--defaults-file={}", self.my_cnf.display()))
+                .args(&self.server_args)
+                .args(["--initialize-insecure", "--user=root", "--default-time-zone=SYSTEM"])
+                .arg(format!("--datadir={}", self.datadir.display()))
+                .stdin(Stdio::null())
+                .stdout(self.log_file()?)
+                .stderr(self.log_file()?)
+                .kill_on_drop(true)
+                .status()
+                .await
+                .map_err(|e| step("mysqld --initialize-insecure", e))?;
+            if !install.success() {
+                return Err(step("mysqld --initialize-insecure", format!("{install}; see mysqld.log")));
+            }
+            return Ok(());
+        }
         let install = tokio::process::Command::new("mariadb-install-db")
             .arg(format!("--defaults-file={}", self.my_cnf.display()))
             .args(["--user=root", "--rpm", "--auth-root-authentication-method=normal", "--skip-test-db"])
@@ -292,13 +372,28 @@ impl InitJob {
         if !install.success() {
             return Err(step("mariadb-install-db", format!("{install}; see mysqld.log")));
         }
+        Ok(())
+    }
 
-        self.log_line("Starting temporary server");
-        let mut server = tokio::process::Command::new(&self.mariadbd)
+    /// A server on the socket only, as the images run for their setup.
+    fn temporary_server(&self) -> Result<tokio::process::Child, InitError> {
+        let (program, leading) = self.installation.server_program();
+        let family_options: &[&str] = match self.installation.family {
+            Family::MariaDb => &[
+                "--wsrep_on=OFF",
+                "--expire-logs-days=0",
+                "--skip-slave-start",
+                "--loose-innodb_buffer_pool_load_at_startup=0",
+                "--skip-ssl",
+            ],
+            Family::MySql => &["--skip-replica-start", "--innodb-buffer-pool-load-at-startup=0"],
+        };
+        tokio::process::Command::new(program)
+            .args(leading)
             .arg(format!("--defaults-file={}", self.my_cnf.display()))
             .args(&self.server_args)
-            .args(["--skip-networking", "--default-time-zone=SYSTEM", "--wsrep_on=OFF", "--expire-logs-days=0"])
-            .args(["--skip-slave-start", "--loose-innodb_buffer_pool_load_at_startup=0", "--skip-ssl"])
+            .args(["--skip-networking", "--default-time-zone=SYSTEM"])
+            .args(family_options)
             .arg(format!("--socket={}", self.socket.display()))
             // Visible to `ps` like the real server's (see supervisor::prepare).
             .arg(format!("--datadir={}", self.datadir.display()))
@@ -308,37 +403,31 @@ impl InitJob {
             // If the pod goes away mid-init, dropping this future kills it.
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| step("temporary server", e))?;
-        let result = self.configure(&settings, &mut server).await;
-
-        self.log_line("Stopping temporary server");
-        if let Some(pid) = server.id() {
-            let _ = super::process::send_signal(pid, libc::SIGTERM);
-        }
-        match tokio::time::timeout(Duration::from_secs(120), server.wait()).await {
-            Ok(_) => {}
-            Err(_) => {
-                let _ = server.kill().await;
-            }
-        }
-        if result.is_ok() {
-            std::fs::remove_file(&marker).map_err(|e| step("unmarking the first start", e))?;
-            self.log_line("MariaDB init process done. Ready for start up.");
-        }
-        result
+            .map_err(|e| step("temporary server", e))
     }
 
     async fn configure(&self, settings: &Settings, server: &mut tokio::process::Child) -> Result<(), InitError> {
         self.wait_for_temp_server(server).await?;
         if !settings.skip_tzinfo {
-            let tz = tokio::process::Command::new("mariadb-tzinfo-to-sql")
-                .args(["--skip-write-binlog", "/usr/share/zoneinfo"])
+            // Not binlogged: every instance loads its own, and a GTID that
+            // only one instance has would be an errant transaction.
+            let (tool, mut sql) = match self.installation.family {
+                Family::MariaDb => ("mariadb-tzinfo-to-sql", Vec::new()),
+                Family::MySql => ("mysql_tzinfo_to_sql", b"SET SESSION sql_log_bin=0;\n".to_vec()),
+            };
+            let mut tz = self.installation.command(tool);
+            if self.installation.family == Family::MariaDb {
+                tz.arg("--skip-write-binlog");
+            }
+            let tz = tz
+                .arg("/usr/share/zoneinfo")
                 .stderr(Stdio::null())
                 .kill_on_drop(true)
                 .output()
                 .await
-                .map_err(|e| step("mariadb-tzinfo-to-sql", e))?;
-            self.run_sql("loading time zones", &tz.stdout, None, Some("mysql")).await?;
+                .map_err(|e| step(tool, e))?;
+            sql.extend_from_slice(&tz.stdout);
+            self.run_sql("loading time zones", &sql, None, Some("mysql")).await?;
         }
         let root_password = match (&settings.root_password, settings.random_root_password) {
             (Some(pw), _) => pw.clone(),
@@ -350,7 +439,8 @@ impl InitJob {
             (None, false) => String::new(),
         };
         self.log_line("Securing system users and creating the database and user from the environment");
-        self.run_sql("setting up users", setup_sql(settings, &root_password).as_bytes(), None, None).await?;
+        let setup = setup_sql(self.installation.family, settings, &root_password);
+        self.run_sql("setting up users", setup.as_bytes(), None, None).await?;
         self.run_init_scripts(settings, &root_password).await
     }
 
@@ -409,11 +499,12 @@ impl InitJob {
         std::fs::create_dir_all(self.run_dir.join("tmp")).map_err(|e| step(name, e))?;
         std::fs::write(&copy, self.mounts.translate_text(&text)).map_err(|e| step(name, e))?;
         let socket = self.socket.display().to_string();
+        let client = self.installation.client_name();
         let prelude = format!(
-            "mysql=( mariadb --protocol=socket -uroot -hlocalhost --socket={socket} )\n\
+            "mysql=( {client} --protocol=socket -uroot -hlocalhost --socket={socket} )\n\
              docker_process_sql() {{ if [ -n \"$MARIADB_DATABASE\" ]; then set -- --database=\"$MARIADB_DATABASE\" \"$@\"; \
              elif [ -n \"$MYSQL_DATABASE\" ]; then set -- --database=\"$MYSQL_DATABASE\" \"$@\"; fi; \
-             mariadb --protocol=socket -uroot -hlocalhost --socket={socket} \"$@\"; }}\n\
+             {client} --protocol=socket -uroot -hlocalhost --socket={socket} \"$@\"; }}\n\
              mysql_note() {{ echo \"[Note] [Entrypoint]: $*\"; }}\n\
              mysql_warn() {{ echo \"[Warn] [Entrypoint]: $*\" >&2; }}\n\
              set -e\nsource \"$1\"\n"
@@ -436,8 +527,15 @@ impl InitJob {
         env.push(("MYSQL_UNIX_PORT".into(), socket.clone()));
         env.push(("MYSQL_HOME".into(), self.run_dir.display().to_string()));
         env.push(("MYSQL_PWD".into(), root_password.to_string()));
-        env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
-        let status = tokio::process::Command::new("bash")
+        let path = match self.installation.root() {
+            // The root's own programs, not the host's.
+            Some(_) => "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            None => std::env::var("PATH").unwrap_or_default(),
+        };
+        env.push(("PATH".into(), path));
+        let status = self
+            .installation
+            .command("bash")
             .arg("-c")
             .arg(prelude)
             .arg(name)
@@ -507,7 +605,7 @@ mod tests {
             user: Some(("u".into(), "secret".into())),
             skip_tzinfo: false,
         };
-        let sql = setup_sql(&s, "p'w");
+        let sql = setup_sql(Family::MariaDb, &s, "p'w");
         assert!(sql.contains("SET PASSWORD FOR 'root'@'localhost'= PASSWORD('p\\'w');"));
         assert!(sql.contains("CREATE USER 'root'@'%' IDENTIFIED BY 'p\\'w';"));
         assert!(sql.contains("CREATE DATABASE IF NOT EXISTS `app``db`;"));
@@ -516,9 +614,28 @@ mod tests {
         assert!(sql.starts_with("SET @@SESSION.SQL_LOG_BIN=0;"));
 
         let local_only = Settings { root_host: "localhost".into(), root_password: None, ..s };
-        let sql = setup_sql(&local_only, "");
+        let sql = setup_sql(Family::MariaDb, &local_only, "");
         assert!(!sql.contains("SET PASSWORD"));
         assert!(!sql.contains("'root'@'%'"));
+    }
+
+    #[test]
+    fn mysql_setup_sql_sets_the_password_initialize_left_empty() {
+        let s = Settings {
+            root_password: Some("p'w".into()),
+            random_root_password: false,
+            root_host: "%".into(),
+            database: Some("shop".into()),
+            user: Some(("u".into(), "secret".into())),
+            skip_tzinfo: false,
+        };
+        let sql = setup_sql(Family::MySql, &s, "p'w");
+        assert!(sql.starts_with("SET @@SESSION.SQL_LOG_BIN=0;"));
+        assert!(sql.contains("ALTER USER 'root'@'localhost' IDENTIFIED BY 'p\\'w';"));
+        assert!(sql.contains("CREATE USER 'root'@'%' IDENTIFIED BY 'p\\'w';"));
+        assert!(sql.contains("CREATE USER 'u'@'%' IDENTIFIED BY 'secret';"));
+        // MariaDB's functions and statements are not MySQL's.
+        assert!(!sql.contains("PASSWORD(") && !sql.contains("EXECUTE IMMEDIATE") && !sql.contains("PROXY"));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Which container images this node can run. There is no container runtime:
-//! a MySQL-family server image is "run" as the host's mariadbd; anything else
-//! is refused the way a kubelet refuses an image it cannot pull.
+//! a MariaDB image runs as the host's mariadbd, a MySQL or Percona image as
+//! the MySQL of the sid root (see `installation.rs`); anything else is refused
+//! the way a kubelet refuses an image it cannot pull.
+
+use super::installation::Family;
 
 /// Repository words that mark a MySQL-family server image.
 const SERVER_WORDS: &[&str] = &["mariadb", "mysql", "percona"];
@@ -23,8 +26,8 @@ const TOOL_WORDS: &[&str] = &[
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageSupport {
-    /// Runs as a real mariadbd process.
-    Server,
+    /// Runs as a real server process of this family.
+    Server(Family),
     /// Cannot run here; the message says why, for the container status.
     Unsupported(String),
 }
@@ -59,7 +62,7 @@ pub fn classify(image: &str) -> ImageSupport {
     let name = repo.rsplit('/').next().unwrap_or(&repo);
     let is_tool = TOOL_WORDS.iter().any(|w| name.contains(w));
     if is_family && !is_tool {
-        return ImageSupport::Server;
+        return ImageSupport::Server(if name.contains("mariadb") { Family::MariaDb } else { Family::MySql });
     }
     let why = if is_family {
         "it is a MySQL tool, not a server"
@@ -68,7 +71,7 @@ pub fn classify(image: &str) -> ImageSupport {
     };
     ImageSupport::Unsupported(format!(
         "image \"{image}\" cannot run on this node: {why}; the Switchyard node agent runs only \
-         MySQL-family server images, as real mariadbd processes (there is no container runtime)"
+         MySQL-family server images, as real mariadbd and mysqld processes (there is no container runtime)"
     ))
 }
 
@@ -88,14 +91,15 @@ mod tests {
 
     #[test]
     fn servers_are_runnable() {
-        for image in [
-            "mariadb:10.11",
-            "mysql:8.0",
-            "percona/percona-server:8.0",
-            "quay.io/bitnami/mariadb-galera:11",
-            "docker.io/library/mysql",
+        for (image, family) in [
+            ("mariadb:10.11", Family::MariaDb),
+            ("mysql:8.0", Family::MySql),
+            ("percona/percona-server:8.0", Family::MySql),
+            ("quay.io/bitnami/mariadb-galera:11", Family::MariaDb),
+            ("docker.io/library/mysql", Family::MySql),
+            ("mysql:8.4", Family::MySql),
         ] {
-            assert_eq!(classify(image), ImageSupport::Server, "{image}");
+            assert_eq!(classify(image), ImageSupport::Server(family), "{image}");
         }
     }
 

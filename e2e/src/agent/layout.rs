@@ -41,6 +41,9 @@ impl StateLayout {
     }
 }
 
+/// Where sockets go whose path in the run dir would be too long.
+pub const SHORT_SOCKET_DIR: &str = "/tmp/switchyard-sockets";
+
 /// The run directory of one pod: `<state>/pods/<ns>/<pod>/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodPaths {
@@ -64,7 +67,7 @@ impl PodPaths {
         }
         // Long namespace/pod names would overflow sun_path; fall back to a
         // short, stable name derived from the run directory.
-        PathBuf::from(format!("/tmp/switchyard-sockets/{:016x}.sock", fnv1a(self.dir.as_os_str().as_encoded_bytes())))
+        PathBuf::from(format!("{SHORT_SOCKET_DIR}/{:016x}.sock", fnv1a(self.dir.as_os_str().as_encoded_bytes())))
     }
 
     /// Written by mariadbd itself (pid-file option).

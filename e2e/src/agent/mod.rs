@@ -15,6 +15,7 @@ pub mod env;
 pub mod error;
 pub mod events;
 pub mod image;
+pub mod installation;
 pub mod ipam;
 pub mod kubelet_api;
 pub mod layout;
@@ -33,7 +34,7 @@ pub mod supervisor;
 pub mod volumes;
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,6 +53,9 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub node_name: String,
     pub mariadbd: PathBuf,
+    /// A Debian sid root with MySQL installed (`hack/sid-root.sh`); without
+    /// one, MySQL and Percona images are refused.
+    pub mysql_root: Option<PathBuf>,
     /// Where `kubectl logs` is served (the kubelet port); 0 turns it off.
     pub kubelet_port: u16,
 }
@@ -65,19 +69,6 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
         None => kube::Config::infer().await.map_err(|e| AgentError::Invalid(format!("no kubeconfig: {e}")))?,
     };
     Ok(Client::try_from(config)?)
-}
-
-fn server_version(mariadbd: &std::path::Path) -> String {
-    std::process::Command::new(mariadbd)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            // "mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu ..."
-            text.split_whitespace().skip_while(|w| *w != "Ver").nth(1).map(str::to_string)
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// One agent per state dir: two would run two servers on one datadir. The
@@ -117,10 +108,25 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         std::fs::create_dir_all(&dir).map_err(AgentError::io(format!("creating {}", dir.display())))?;
     }
     let _lock = lock_state_dir(&layout)?;
-    let version = server_version(&config.mariadbd);
-    let options = options::ServerOptions::detect(&config.mariadbd);
-    let facts = node::NodeFacts::detect(&config.node_name, &version, config.kubelet_port);
-    tracing::info!(node = %config.node_name, state = %config.state_dir.display(), mariadbd = %version, "starting node agent");
+    let mariadb = installation::Installation::mariadb(config.mariadbd.clone());
+    let mysql = match &config.mysql_root {
+        None => None,
+        Some(root) => {
+            let mysql = installation::Installation::mysql(root.clone())?;
+            // Pods' files live in the state dir; long socket paths in /tmp.
+            installation::share_into(root, &config.state_dir)?;
+            installation::share_into(root, Path::new(layout::SHORT_SOCKET_DIR))?;
+            Some(Arc::new(mysql))
+        }
+    };
+    let facts = node::NodeFacts::detect(&config.node_name, &mariadb.version, config.kubelet_port);
+    tracing::info!(
+        node = %config.node_name,
+        state = %config.state_dir.display(),
+        mariadbd = %mariadb.version,
+        mysqld = %mysql.as_ref().map(|m| m.version.as_str()).unwrap_or("none"),
+        "starting node agent"
+    );
 
     // The API server may still be coming up; keep trying.
     let mut delay = Duration::from_secs(1);
@@ -141,10 +147,8 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         node_name: config.node_name.clone(),
         layout: layout.clone(),
         ipam: std::sync::Mutex::new(ipam::Ipam::load(&layout.ips_file())?),
-        options,
         recorder: recorder.clone(),
-        mariadbd: config.mariadbd.clone(),
-        image_id: format!("mariadbd://{version}"),
+        installations: installation::Installations { mariadb: Arc::new(mariadb), mysql },
         host_ip: Ipv4Addr::LOCALHOST,
     });
 

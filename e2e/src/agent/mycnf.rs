@@ -6,6 +6,7 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use super::installation::Family;
 use super::mounts::MountTable;
 use super::options::ServerOptions;
 
@@ -213,6 +214,7 @@ pub struct ServerLayout {
     pub tmpdir: PathBuf,
     pub bind: Ipv4Addr,
     pub port: u16,
+    pub family: Family,
 }
 
 /// my.cnf: image-like defaults, then the pod's files, then the agent's own
@@ -227,6 +229,14 @@ pub fn render_my_cnf(layout: &ServerLayout, includes: &[PathBuf]) -> String {
          host-cache-size=0\n",
         pod = layout.pod
     );
+    if layout.family == Family::MySql {
+        cnf.push_str(
+            "# MySQL: no X Protocol listener (it would take port 33060 on every address,\n\
+             # once per pod), and no secure_file_priv directory, which the sid root lacks.\n\
+             mysqlx=OFF\n\
+             secure-file-priv=\n",
+        );
+    }
     for include in includes {
         cnf.push_str(&format!("!include {}\n", include.display()));
     }
@@ -342,6 +352,7 @@ mod tests {
             tmpdir: "/st/pods/ns/db-0/tmp".into(),
             bind: Ipv4Addr::new(127, 0, 0, 10),
             port: 3306,
+            family: Family::MariaDb,
         };
         let cnf = render_my_cnf(&layout, &[PathBuf::from("/st/pods/ns/db-0/cnf.d/00-extra.cnf")]);
         let include = cnf.find("!include /st/pods/ns/db-0/cnf.d/00-extra.cnf").unwrap();
@@ -350,6 +361,9 @@ mod tests {
         assert!(cnf.contains("user=root\n"));
         assert!(cnf.contains("port=3306\n"));
         assert!(cnf.contains("[client]\nsocket=/st/pods/ns/db-0/mysqld.sock\n"));
+        assert!(!cnf.contains("mysqlx"), "MariaDB has no X plugin");
+        let mysql = render_my_cnf(&ServerLayout { family: Family::MySql, ..layout }, &[]);
+        assert!(mysql.contains("mysqlx=OFF\n") && mysql.contains("secure-file-priv=\n"));
     }
 
     #[test]

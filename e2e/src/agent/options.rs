@@ -5,7 +5,6 @@
 //! mariadbd reports and ignores, instead of guessing.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
@@ -46,18 +45,20 @@ impl ServerOptions {
         Self { known }
     }
 
-    pub fn detect(mariadbd: &Path) -> Self {
-        match std::process::Command::new(mariadbd).args(["--no-defaults", "--verbose", "--help"]).output() {
+    /// Ask the server program (`server`: the command that runs it, without
+    /// arguments) for its options.
+    pub fn detect(mut server: std::process::Command) -> Self {
+        match server.args(["--no-defaults", "--verbose", "--help"]).output() {
             Ok(out) if out.status.success() => {
                 let parsed = Self::from_help(&String::from_utf8_lossy(&out.stdout));
                 if parsed.known.len() < 100 {
-                    tracing::warn!("mariadbd --help listed few options; passing all options through");
+                    tracing::warn!("the server's --help listed few options; passing all options through");
                     return Self::default();
                 }
                 parsed
             }
             other => {
-                tracing::warn!(?other, "could not list mariadbd options; passing all options through");
+                tracing::warn!(?other, "could not list the server's options; passing all options through");
                 Self::default()
             }
         }
@@ -68,7 +69,7 @@ impl ServerOptions {
         if self.known.is_empty() {
             return true;
         }
-        let raw = option.trim_start_matches('-').to_ascii_lowercase();
+        let raw = option.trim_start_matches('-').to_ascii_lowercase().replace('_', "-");
         if raw.starts_with("loose-") {
             return true;
         }
@@ -124,12 +125,12 @@ mariadbd  Ver 10.11
 
     #[test]
     fn the_installed_server_knows_its_options() {
-        let binary = Path::new("/usr/sbin/mariadbd");
+        let binary = std::path::Path::new("/usr/sbin/mariadbd");
         if !binary.exists() {
             eprintln!("no {}; skipped", binary.display());
             return;
         }
-        let o = ServerOptions::detect(binary);
+        let o = ServerOptions::detect(std::process::Command::new(binary));
         assert!(o.known.len() > 300, "only {} options", o.known.len());
         assert!(o.accepts("--server-id=3"));
         assert!(o.accepts("innodb_buffer_pool_size"));

@@ -140,6 +140,9 @@ pub struct Target {
     pub run_dir: PathBuf,
     pub env: Vec<(String, String)>,
     pub mounts: MountTable,
+    /// The root file system the server runs in (the sid root of MySQL): exec
+    /// probes run there too, as they would inside the server's container.
+    pub root: Option<PathBuf>,
 }
 
 impl Target {
@@ -182,7 +185,7 @@ pub async fn run_once(spec: &ProbeSpec, target: &Target) -> Result<(), String> {
                 let Some((program, args)) = words.split_first() else {
                     return Err("exec probe has an empty command".into());
                 };
-                let output = tokio::process::Command::new(program)
+                let output = super::installation::command_in(target.root.as_deref(), program)
                     .args(args)
                     .env_clear()
                     .envs(target.client_env())
@@ -420,6 +423,7 @@ mod tests {
             run_dir: std::env::temp_dir(),
             env: vec![("GREETING".into(), "hi".into())],
             mounts: MountTable::new(),
+            root: None,
         };
         let spec = |action| ProbeSpec {
             action,

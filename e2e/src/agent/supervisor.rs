@@ -1,6 +1,6 @@
 //! One pod's life on this node, from binding to deletion: the part of a
-//! kubelet that syncs a pod. A supervisor task owns at most one mariadbd per
-//! pod, starts it (running the image's first-start contract when the datadir
+//! kubelet that syncs a pod. A supervisor task owns at most one server
+//! (mariadbd or mysqld) per pod, starts it (running the image's first-start contract when the datadir
 //! is empty), probes it, restarts it per restartPolicy with a capped backoff,
 //! stops it gracefully on deletion, and reports all of it in the pod status.
 
@@ -21,6 +21,7 @@ use super::entrypoint::{self, InitJob};
 use super::env::{self, PodFacts};
 use super::events::{Kind, Recorder};
 use super::image::{self, ImageSupport};
+use super::installation::{Family, Installation, Installations};
 use super::ipam::Ipam;
 use super::layout::{PodPaths, StateLayout};
 use super::mycnf::{self, ServerLayout};
@@ -47,10 +48,8 @@ pub struct Shared {
     pub node_name: String,
     pub layout: StateLayout,
     pub ipam: std::sync::Mutex<Ipam>,
-    pub options: ServerOptions,
     pub recorder: Recorder,
-    pub mariadbd: PathBuf,
-    pub image_id: String,
+    pub installations: Installations,
     pub host_ip: Ipv4Addr,
 }
 
@@ -120,8 +119,10 @@ struct Launch {
 
 /// Work that needs the API and the disk before a server can start. Runs as
 /// its own task so a deletion can interrupt it.
+#[allow(clippy::too_many_arguments)]
 async fn prepare(
     shared: Arc<Shared>,
+    installation: Arc<Installation>,
     pod: Arc<Pod>,
     container: Container,
     paths: PodPaths,
@@ -148,7 +149,7 @@ async fn prepare(
 
     let command = env::expand_all(container.command.as_deref().unwrap_or_default(), &env);
     let args = env::expand_all(container.args.as_deref().unwrap_or_default(), &env);
-    let server = mycnf::server_command(&command, &args, &mounts, &shared.options)
+    let server = mycnf::server_command(&command, &args, &mounts, &installation.options)
         .map_err(|m| waiting("CreateContainerConfigError", m))?;
     for note in &server.notes {
         tracing::info!(pod = %format!("{namespace}/{}", pod.metadata.name.as_deref().unwrap_or_default()), "{note}");
@@ -174,7 +175,7 @@ async fn prepare(
             tracing::warn!(file = %source.display(), "option file not found; skipped");
             continue;
         };
-        let (rewritten, notes) = mycnf::rewrite_option_file(&text, &mounts, &shared.options);
+        let (rewritten, notes) = mycnf::rewrite_option_file(&text, &mounts, &installation.options);
         for note in notes {
             tracing::info!(file = %source.display(), "{note}");
         }
@@ -191,12 +192,13 @@ async fn prepare(
         tmpdir: paths.tmp_dir(),
         bind: ip,
         port: MYSQL_PORT,
+        family: installation.family,
     };
     std::fs::write(paths.my_cnf(), mycnf::render_my_cnf(&layout, &includes)).map_err(|e| io("writing my.cnf", e))?;
 
     if initialize && entrypoint::needs_init(&datadir) {
         let job = InitJob {
-            mariadbd: shared.mariadbd.clone(),
+            installation: installation.clone(),
             my_cnf: paths.my_cnf(),
             datadir: datadir.clone(),
             socket: paths.socket(),
@@ -218,8 +220,26 @@ async fn prepare(
     Ok(Launch {
         args,
         env: env.clone(),
-        target: Target { pod_ip: ip, socket: paths.socket(), run_dir: paths.dir.clone(), env, mounts },
+        target: Target {
+            pod_ip: ip,
+            socket: paths.socket(),
+            run_dir: paths.dir.clone(),
+            env,
+            mounts,
+            root: installation.root().map(|r| r.to_path_buf()),
+        },
     })
+}
+
+/// Why a server image cannot run when this node lacks its installation.
+fn no_installation(image: &str, family: Family) -> String {
+    match family {
+        Family::MySql => format!(
+            "image \"{image}\" needs a MySQL server, and this node has none: the node agent runs MySQL images \
+             from a Debian sid root (start it with --mysql-root; e2e/localenv.sh makes one with hack/sid-root.sh)"
+        ),
+        Family::MariaDb => format!("image \"{image}\" needs a MariaDB server, and this node has none"),
+    }
 }
 
 /// The server's last error from its log, for a termination message.
@@ -247,8 +267,10 @@ struct Incarnation {
     name: String,
     paths: PodPaths,
     runtime: PodRuntime,
-    /// Index (in spec.containers) of the container run as mariadbd.
+    /// Index (in spec.containers) of the container run as the server.
     server: Option<usize>,
+    /// What runs it: the host's MariaDB or the sid root's MySQL.
+    installation: Option<Arc<Installation>>,
     ip: Option<Ipv4Addr>,
     process: Option<ServerProcess>,
     run_started: Option<Instant>,
@@ -292,6 +314,7 @@ impl Incarnation {
             pod,
             paths,
             server: None,
+            installation: None,
             ip: None,
             process: None,
             run_started: None,
@@ -383,7 +406,7 @@ impl Incarnation {
     }
 
     /// Fill the runtime with one entry per container and pick the one that
-    /// runs as mariadbd. Returns why the others cannot run.
+    /// runs as the server. Returns why the others cannot run.
     fn classify_containers(&mut self, previous: &BTreeMap<String, ContainerStatus>) -> Vec<String> {
         let spec = self.pod.spec.clone().unwrap_or_default();
         let mut refused = Vec::new();
@@ -393,7 +416,7 @@ impl Incarnation {
             let image = c.image.as_deref().unwrap_or_default();
             let message = format!(
                 "init container \"{}\" (image \"{image}\") cannot run on this node: the Switchyard node agent \
-                 runs only MySQL server containers, as real mariadbd processes",
+                 runs only MySQL server containers, as real mariadbd and mysqld processes",
                 c.name
             );
             refused.push(message.clone());
@@ -407,9 +430,12 @@ impl Incarnation {
             let image = c.image.clone().unwrap_or_default();
             let command = c.command.clone().unwrap_or_default();
             let args = c.args.clone().unwrap_or_default();
+            let mut installation = None;
             let verdict = match image::classify(&image) {
-                ImageSupport::Server => {
+                ImageSupport::Server(family) => {
+                    installation = self.shared.installations.of(family);
                     match mycnf::server_command(&command, &args, &Default::default(), &ServerOptions::default()) {
+                        Ok(_) if installation.is_none() => Some(no_installation(&image, family)),
                         Ok(_) if self.server.is_none() => None,
                         Ok(_) => Some(
                             "only one MySQL server container per pod can run on this node (one address, one port 3306)"
@@ -425,7 +451,8 @@ impl Incarnation {
                 None if has_init => rt.state = State::waiting("PodInitializing", None),
                 None => {
                     self.server = Some(i);
-                    rt.image_id = self.shared.image_id.clone();
+                    rt.image_id = installation.as_ref().map(|i| i.image_id()).unwrap_or_default();
+                    self.installation = installation;
                     if let Some(prev) = previous.get(&c.name) {
                         // An earlier agent run reported on this container.
                         rt.restart_count = prev.restart_count;
@@ -541,9 +568,14 @@ impl Incarnation {
     }
 
     fn begin_prepare(&mut self, initialize: bool) {
-        let (Some(container), Some(ip)) = (self.server_container(), self.ip) else { return };
+        let (Some(container), Some(ip), Some(installation)) =
+            (self.server_container(), self.ip, self.installation.clone())
+        else {
+            return;
+        };
         self.starting = Some(tokio::spawn(prepare(
             self.shared.clone(),
+            installation,
             self.pod.clone(),
             container,
             self.paths.clone(),
@@ -638,9 +670,12 @@ impl Incarnation {
                     self.start_probes();
                     return;
                 }
+                let Some(installation) = self.installation.clone() else { return };
+                let (program, mut args) = installation.server_program();
+                args.extend(launch.args.iter().cloned());
                 match process::spawn(
-                    &self.shared.mariadbd,
-                    &launch.args,
+                    &program,
+                    &args,
                     &launch.env,
                     &self.paths.log(),
                     &self.paths.process_record(),
@@ -650,7 +685,7 @@ impl Incarnation {
                     Ok(p) => {
                         let started_at = status::now();
                         let container_id = p.container_id();
-                        tracing::info!(pod = %self.name, pid = p.pid(), "started mariadbd");
+                        tracing::info!(pod = %self.name, pid = p.pid(), server = installation.family.daemon_name(), "started server");
                         self.process = Some(p);
                         self.run_started = Some(Instant::now());
                         self.generation += 1;
@@ -666,7 +701,7 @@ impl Incarnation {
                         self.start_probes();
                     }
                     Err(e) => {
-                        self.on_start_crash(format!("starting mariadbd: {e}")).await;
+                        self.on_start_crash(format!("starting {}: {e}", installation.family.daemon_name())).await;
                     }
                 }
             }
@@ -692,12 +727,16 @@ impl Incarnation {
     }
 
     fn begin_prepare_later(&mut self) {
-        let (Some(container), Some(ip)) = (self.server_container(), self.ip) else { return };
+        let (Some(container), Some(ip), Some(installation)) =
+            (self.server_container(), self.ip, self.installation.clone())
+        else {
+            return;
+        };
         let (shared, pod, paths, hostname) =
             (self.shared.clone(), self.pod.clone(), self.paths.clone(), self.hostname());
         self.starting = Some(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            prepare(shared, pod, container, paths, ip, hostname, false).await
+            prepare(shared, installation, pod, container, paths, ip, hostname, false).await
         }));
     }
 

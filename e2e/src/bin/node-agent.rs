@@ -13,7 +13,7 @@ use switchyard_e2e::agent;
 #[derive(Parser)]
 #[command(
     name = "node-agent",
-    about = "Kubelet and scheduler stand-in that runs MySQL pods as local mariadbd processes"
+    about = "Kubelet and scheduler stand-in that runs MySQL pods as local mariadbd and mysqld processes"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,6 +33,10 @@ enum Command {
         /// The server binary every MySQL-family pod runs.
         #[arg(long, default_value = "/usr/sbin/mariadbd")]
         mariadbd: PathBuf,
+        /// A Debian sid root with MySQL (hack/sid-root.sh), whose mysqld runs
+        /// MySQL and Percona images; without it they are refused.
+        #[arg(long, env = "SWITCHYARD_MYSQL_ROOT")]
+        mysql_root: Option<PathBuf>,
         /// Port of the kubelet API that serves `kubectl logs`; 0 turns it off.
         #[arg(long, default_value_t = agent::kubelet_api::DEFAULT_PORT)]
         kubelet_port: u16,
@@ -62,7 +66,7 @@ fn main() -> ExitCode {
         )
         .init();
     match Cli::parse().command {
-        Command::Run { kubeconfig, state_dir, node_name, mariadbd, kubelet_port } => {
+        Command::Run { kubeconfig, state_dir, node_name, mariadbd, mysql_root, kubelet_port } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
                 Err(e) => {
@@ -70,7 +74,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let config = agent::AgentConfig { kubeconfig, state_dir, node_name, mariadbd, kubelet_port };
+            let config = agent::AgentConfig { kubeconfig, state_dir, node_name, mariadbd, mysql_root, kubelet_port };
             match runtime.block_on(agent::run(config)) {
                 Ok(()) => {
                     // Detached servers and probe tasks must not hold the exit.

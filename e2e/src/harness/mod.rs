@@ -11,6 +11,7 @@
 
 pub mod cluster;
 pub mod fault;
+pub mod flavor;
 pub mod keys;
 pub mod kubectl;
 pub mod load;
@@ -28,6 +29,7 @@ pub mod zoo;
 
 pub use cluster::{external_cluster, kubeconfig, node_state_dir, state_root};
 pub use fault::{Signalled, signal_pod};
+pub use flavor::{is_mysql, server_image};
 pub use kubectl::{apply_yaml, kubectl};
 pub use mysql::mysql;
 pub use namespace::TestNamespace;

@@ -15,6 +15,8 @@ pub fn obs(ordinal: i32, read_only: bool, gtids: &str) -> Observed {
         version: "10.11.6-MariaDB".into(),
         server_id: server_id(ordinal),
         read_only,
+        all_writes_refused: read_only,
+        server_uuid: None,
         gtids: gtids.into(),
         gtid_set: GtidSet::parse(MARIA, gtids).unwrap(),
         replica: None,

@@ -174,7 +174,7 @@ pub fn plan(v: &ClusterView) -> Plan {
     let others: Vec<&InstanceView> = v.instances.iter().filter(in_range).filter(|i| i.ordinal != primary).collect();
     for i in &others {
         if let Some(o) = i.reachable()
-            && !pm.gtid_set.contains(&o.gtid_set)
+            && !pm.gtid_set.contains(&originated_elsewhere(&o.gtid_set, pm))
         {
             p.errant.push(i.ordinal);
         }
@@ -183,30 +183,44 @@ pub fn plan(v: &ClusterView) -> Plan {
     // A switchover is requested by changing spec.primary, or forced when the
     // primary's ordinal is being scaled away.
     let requested = v.spec_primary != v.requested_primary.unwrap_or(v.spec_primary) || primary >= v.replicas;
+    let source_ip = primary_view.and_then(|i| i.address.clone()).unwrap_or_default();
+    let replicates_from_primary =
+        |o: &Observed| o.replica.as_ref().is_some_and(|r| r.source_host == source_ip && r.io_running && r.sql_running);
+    // A target that does not replicate from the primary (a replica not yet
+    // re-pointed after an earlier switchover) would never catch up: the
+    // switchover would be abandoned pass after pass while nothing repairs
+    // it. Repairs come first then; the switchover follows.
+    let mut switch_waits_for = None;
     if requested && v.spec_primary != primary && v.spec_primary < v.replicas {
         p.state = State::Switching;
         let target = v.instances.iter().find(|i| i.ordinal == v.spec_primary);
         match target.and_then(InstanceView::reachable) {
             Some(_) if p.errant.contains(&v.spec_primary) => {
                 p.reason = format!("cannot switch over to instance {}: it holds errant transactions", v.spec_primary);
+                return p;
             }
-            Some(_) => p.operation = Some(Operation::Switchover { from: primary, to: v.spec_primary }),
-            None => p.reason = format!("waiting for instance {} to answer before switching over", v.spec_primary),
+            Some(o) if replicates_from_primary(o) => {
+                p.operation = Some(Operation::Switchover { from: primary, to: v.spec_primary });
+                return p;
+            }
+            Some(_) => switch_waits_for = Some(v.spec_primary),
+            None => {
+                p.reason = format!("waiting for instance {} to answer before switching over", v.spec_primary);
+                return p;
+            }
         }
-        return p;
     }
 
     if pm.read_only {
         return degraded(p, Operation::MakeWritable { ordinal: primary }, "the primary is read-only");
     }
-    let source_ip = primary_view.and_then(|i| i.address.clone()).unwrap_or_default();
     let want_semi = v.semi_sync && v.replicas > 1;
     for i in &others {
         let Some(o) = i.reachable() else { continue };
         if p.errant.contains(&i.ordinal) {
             continue;
         }
-        if !o.read_only {
+        if !o.all_writes_refused {
             return degraded(p, Operation::MakeReadOnly { ordinal: i.ordinal }, "a replica is writable");
         }
         if o.semi_sync_replica != want_semi || o.semi_sync_source {
@@ -239,7 +253,10 @@ pub fn plan(v: &ClusterView) -> Plan {
     }
 
     let missing: Vec<i32> = others.iter().filter(|i| i.reachable().is_none()).map(|i| i.ordinal).collect();
-    if !p.errant.is_empty() {
+    if let Some(target) = switch_waits_for {
+        p.state = State::Switching;
+        p.reason = format!("waiting for instance {target} to replicate from the primary before switching over");
+    } else if !p.errant.is_empty() {
         p.state = State::Errant;
         p.reason = format!("instances {:?} hold transactions the primary lacks", p.errant);
     } else if !p.unseedable.is_empty() {
@@ -333,6 +350,19 @@ pub fn failover_candidate(sets: &[(i32, GtidSet)], preferred: i32) -> Option<i32
     best.first().copied()
 }
 
+/// What a replica holds that did not originate at the primary itself. Those
+/// that did are never errant: with semi-sync AFTER_SYNC a MySQL replica can
+/// apply a transaction before the primary commits it, and MySQL adds a GTID to
+/// gtid_executed only at commit, so a replica observed a moment after the
+/// primary may look one transaction "ahead" of it. (MariaDB's binlog state,
+/// which the comparison uses there, is written before the replica gets it.)
+fn originated_elsewhere(replica: &GtidSet, primary: &Observed) -> GtidSet {
+    match &primary.server_uuid {
+        Some(uuid) => replica.without_source(uuid),
+        None => replica.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,7 +422,14 @@ mod tests {
         assert_eq!(plan(&v).operation, Some(Operation::MakeWritable { ordinal: 0 }));
 
         let mut v = healthy_view();
-        v.instances[1].mysql.as_mut().unwrap().read_only = false;
+        let o = v.instances[1].mysql.as_mut().unwrap();
+        (o.read_only, o.all_writes_refused) = (false, false);
+        assert_eq!(plan(&v).operation, Some(Operation::MakeReadOnly { ordinal: 1 }));
+
+        // A MySQL replica started read-only by my.cnf: read_only without
+        // super_read_only lets the mover account write to it.
+        let mut v = healthy_view();
+        v.instances[1].mysql.as_mut().unwrap().all_writes_refused = false;
         assert_eq!(plan(&v).operation, Some(Operation::MakeReadOnly { ordinal: 1 }));
 
         let mut v = healthy_view();
@@ -409,11 +446,49 @@ mod tests {
     }
 
     #[test]
+    fn a_switchover_target_is_repointed_before_the_switch() {
+        let mut v = healthy_view();
+        v.spec_primary = 2;
+        v.requested_primary = Some(0);
+        // Still replicating from a former primary.
+        v.instances[2].mysql.as_mut().unwrap().replica.as_mut().unwrap().source_host = "127.0.0.99".into();
+        let p = plan(&v);
+        assert_eq!(p.operation, Some(Operation::Replicate { ordinal: 2, source: 0 }), "{p:?}");
+        v.instances[2].mysql.as_mut().unwrap().replica.as_mut().unwrap().source_host = ip(0);
+        assert_eq!(plan(&v).operation, Some(Operation::Switchover { from: 0, to: 2 }));
+    }
+
+    #[test]
+    fn a_mysql_replica_ahead_of_its_primary_by_the_primarys_own_transactions_is_not_errant() {
+        use crate::mysql::Flavor;
+        const MYSQL: Flavor = Flavor::MySql { major: 9, minor: 7 };
+        const P: &str = "aaaaaaaa-0000-0000-0000-000000000001";
+        let mysql = |o: &mut Observed, gtids: &str| {
+            o.flavor = MYSQL;
+            o.gtids = gtids.into();
+            o.gtid_set = GtidSet::parse(MYSQL, gtids).unwrap();
+        };
+        let mut v = healthy_view();
+        let pm = v.instances[0].mysql.as_mut().unwrap();
+        mysql(pm, &format!("{P}:1-623"));
+        pm.server_uuid = Some(P.into());
+        mysql(v.instances[1].mysql.as_mut().unwrap(), &format!("{P}:1-623"));
+        // Applied on the replica while the primary waited for its semi-sync ack.
+        mysql(v.instances[2].mysql.as_mut().unwrap(), &format!("{P}:1-624"));
+        let p = plan(&v);
+        assert_eq!((p.state, p.errant.clone()), (State::Healthy, vec![]), "{p:?}");
+
+        // A transaction from any other server is errant.
+        mysql(v.instances[2].mysql.as_mut().unwrap(), &format!("{P}:1-623,bbbbbbbb-0000-0000-0000-000000000002:1"));
+        assert_eq!(plan(&v).errant, vec![2]);
+    }
+
+    #[test]
     fn errant_replica_is_flagged_and_left_alone() {
         let mut v = healthy_view();
         let o = v.instances[2].mysql.as_mut().unwrap();
         *o = replicating(obs(2, true, "0-100-5,1-102-1"), &ip(0));
-        o.read_only = false;
+        (o.read_only, o.all_writes_refused) = (false, false);
         let p = plan(&v);
         assert_eq!(p.state, State::Errant);
         assert_eq!(p.errant, vec![2]);
