@@ -124,12 +124,13 @@ async fn seed_source(env: &Env, rows: i64) -> anyhow::Result<model::Model> {
          PRIMARY KEY (order_id, line))",
     )
     .await?;
-    c.query_drop(
+    c.query_drop(format!(
         "INSERT INTO e2e.items SELECT seq, seq % 3, CONCAT('sku', seq), seq % 500, seq * 1.25, seq / 7, \
          '2024-01-01' + INTERVAL seq MINUTE, IF(seq % 10 = 0, NULL, CONCAT('note ', seq, ' ✓ é')), \
          IF(seq % 2, 'gift,express', ''), ELT(1 + seq % 3, 'new', 'paid', 'sent'), JSON_OBJECT('n', seq), \
-         UNHEX(MD5(seq)) FROM e2e.seq_1_to_3000",
-    )
+         UNHEX(MD5(seq)) FROM {}",
+        switchyard_e2e::harness::numbers::numbers(1, 3000)
+    ))
     .await?;
     c.query_drop("CREATE TABLE e2e.audit (at DATETIME, what VARCHAR(64))").await?;
     c.query_drop("INSERT INTO e2e.audit VALUES (NOW(), 'seeded')").await?;

@@ -443,12 +443,16 @@ async fn operator_killed_mid_copy_and_mid_cutover_resumes_from_status() -> anyho
     // (LOCK TABLES ... WRITE holds MDL_SHARED_NO_READ_WRITE).
     wait_until_async("the cut-over lock held", Duration::from_secs(20), POLL, || async {
         let mut c = env.conn().await?;
-        let held: Option<i64> = c
-            .query_first(
-                "SELECT COUNT(*) FROM information_schema.METADATA_LOCK_INFO \
-                 WHERE TABLE_SCHEMA = 'e2e' AND TABLE_NAME = 'orders' AND LOCK_MODE = 'MDL_SHARED_NO_READ_WRITE'",
-            )
-            .await?;
+        // MariaDB's metadata_lock_info plugin, MySQL's performance_schema.
+        let held_sql = if switchyard_e2e::harness::is_mysql() {
+            "SELECT COUNT(*) FROM performance_schema.metadata_locks WHERE OBJECT_TYPE = 'TABLE' \
+             AND OBJECT_SCHEMA = 'e2e' AND OBJECT_NAME = 'orders' AND LOCK_TYPE = 'SHARED_NO_READ_WRITE' \
+             AND LOCK_STATUS = 'GRANTED'"
+        } else {
+            "SELECT COUNT(*) FROM information_schema.METADATA_LOCK_INFO \
+             WHERE TABLE_SCHEMA = 'e2e' AND TABLE_NAME = 'orders' AND LOCK_MODE = 'MDL_SHARED_NO_READ_WRITE'"
+        };
+        let held: Option<i64> = c.query_first(held_sql).await?;
         Ok((held.unwrap_or(0) > 0).then_some(()))
     })
     .await?;

@@ -595,16 +595,21 @@ mod tests {
         assert_eq!(s.root_host, "%");
     }
 
-    #[test]
-    fn setup_sql_creates_root_everywhere_database_and_user() {
-        let s = Settings {
+    /// Root password, root on every host, a database and a user.
+    fn everything(database: &str) -> Settings {
+        Settings {
             root_password: Some("p'w".into()),
             random_root_password: false,
             root_host: "%".into(),
-            database: Some("app`db".into()),
+            database: Some(database.into()),
             user: Some(("u".into(), "secret".into())),
             skip_tzinfo: false,
-        };
+        }
+    }
+
+    #[test]
+    fn setup_sql_creates_root_everywhere_database_and_user() {
+        let s = everything("app`db");
         let sql = setup_sql(Family::MariaDb, &s, "p'w");
         assert!(sql.contains("SET PASSWORD FOR 'root'@'localhost'= PASSWORD('p\\'w');"));
         assert!(sql.contains("CREATE USER 'root'@'%' IDENTIFIED BY 'p\\'w';"));
@@ -621,15 +626,7 @@ mod tests {
 
     #[test]
     fn mysql_setup_sql_sets_the_password_initialize_left_empty() {
-        let s = Settings {
-            root_password: Some("p'w".into()),
-            random_root_password: false,
-            root_host: "%".into(),
-            database: Some("shop".into()),
-            user: Some(("u".into(), "secret".into())),
-            skip_tzinfo: false,
-        };
-        let sql = setup_sql(Family::MySql, &s, "p'w");
+        let sql = setup_sql(Family::MySql, &everything("shop"), "p'w");
         assert!(sql.starts_with("SET @@SESSION.SQL_LOG_BIN=0;"));
         assert!(sql.contains("ALTER USER 'root'@'localhost' IDENTIFIED BY 'p\\'w';"));
         assert!(sql.contains("CREATE USER 'root'@'%' IDENTIFIED BY 'p\\'w';"));

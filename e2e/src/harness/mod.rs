@@ -18,6 +18,7 @@ pub mod load;
 pub mod model;
 pub mod mysql;
 pub mod namespace;
+pub mod numbers;
 pub mod operator;
 pub mod pods;
 pub mod resource;

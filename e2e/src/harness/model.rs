@@ -44,7 +44,8 @@ pub async fn seed(ip: &str, user: &str, password: &str, table: &str, rows: i64) 
     while from <= rows {
         let to = (from + 49_999).min(rows);
         conn.query_drop(format!(
-            "INSERT INTO e2e.{table} (id, k, c) SELECT seq, seq % 1000, CONCAT('c', seq) FROM e2e.seq_{from}_to_{to}"
+            "INSERT INTO e2e.{table} (id, k, c) SELECT seq, seq % 1000, CONCAT('c', seq) FROM {}",
+            super::numbers::numbers(from, to)
         ))
         .await
         .context("seeding")?;
