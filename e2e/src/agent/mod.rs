@@ -2,7 +2,8 @@
 //!
 //! It registers a Node, keeps it Ready, binds pending pods to it, provisions
 //! hostPath volumes for claims, and runs every MySQL-family pod as a real
-//! `mariadbd` process on its own loopback address. `README.md` beside this
+//! server process on its own loopback address: `mariadbd`, or Oracle MySQL's
+//! `mysqld` from a sid root (`installation.rs`). `README.md` beside this
 //! file says what it does and does not do, for people writing tests.
 //!
 //! State dir layout (shared with the `signal` subcommand and the e2e harness):
