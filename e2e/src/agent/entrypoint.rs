@@ -335,42 +335,41 @@ impl InitJob {
     /// The system schema: mariadb-install-db, or `mysqld --initialize-insecure`
     /// (root@localhost with no password, set by the setup SQL right after).
     async fn install_system_tables(&self) -> Result<(), InitError> {
-        if self.installation.family == Family::MySql {
-            let (program, leading) = self.installation.server_program();
-            let install = tokio::process::Command::new(program)
-                .args(leading)
-                .arg(format!("--defaults-file={}", self.my_cnf.display()))
-                .args(&self.server_args)
-                .args(["--initialize-insecure", "--user=root", "--default-time-zone=SYSTEM"])
-                .arg(format!("--datadir={}", self.datadir.display()))
-                .stdin(Stdio::null())
-                .stdout(self.log_file()?)
-                .stderr(self.log_file()?)
-                .kill_on_drop(true)
-                .status()
-                .await
-                .map_err(|e| step("mysqld --initialize-insecure", e))?;
-            if !install.success() {
-                return Err(step("mysqld --initialize-insecure", format!("{install}; see mysqld.log")));
+        let defaults = format!("--defaults-file={}", self.my_cnf.display());
+        let datadir = format!("--datadir={}", self.datadir.display());
+        let (what, mut install) = match self.installation.family {
+            Family::MySql => {
+                let (program, leading) = self.installation.server_program();
+                let mut c = tokio::process::Command::new(program);
+                c.args(leading)
+                    .arg(&defaults)
+                    .args(&self.server_args)
+                    .args(["--initialize-insecure", "--user=root", "--default-time-zone=SYSTEM"])
+                    .arg(&datadir);
+                ("mysqld --initialize-insecure", c)
             }
-            return Ok(());
-        }
-        let install = tokio::process::Command::new("mariadb-install-db")
-            .arg(format!("--defaults-file={}", self.my_cnf.display()))
-            .args(["--user=root", "--rpm", "--auth-root-authentication-method=normal", "--skip-test-db"])
-            .arg(format!("--datadir={}", self.datadir.display()))
-            .args(["--default-time-zone=SYSTEM", "--enforce-storage-engine=", "--skip-log-bin", "--expire-logs-days=0"])
-            .args(["--loose-innodb_buffer_pool_load_at_startup=0", "--loose-innodb_buffer_pool_dump_at_shutdown=0"])
-            .args(&self.server_args)
+            Family::MariaDb => {
+                let mut c = tokio::process::Command::new("mariadb-install-db");
+                c.arg(&defaults)
+                    .args(["--user=root", "--rpm", "--auth-root-authentication-method=normal", "--skip-test-db"])
+                    .arg(&datadir)
+                    .args(["--default-time-zone=SYSTEM", "--enforce-storage-engine=", "--skip-log-bin"])
+                    .args(["--expire-logs-days=0", "--loose-innodb_buffer_pool_load_at_startup=0"])
+                    .arg("--loose-innodb_buffer_pool_dump_at_shutdown=0")
+                    .args(&self.server_args);
+                ("mariadb-install-db", c)
+            }
+        };
+        let status = install
             .stdin(Stdio::null())
             .stdout(self.log_file()?)
             .stderr(self.log_file()?)
             .kill_on_drop(true)
             .status()
             .await
-            .map_err(|e| step("mariadb-install-db", e))?;
-        if !install.success() {
-            return Err(step("mariadb-install-db", format!("{install}; see mysqld.log")));
+            .map_err(|e| step(what, e))?;
+        if !status.success() {
+            return Err(step(what, format!("{status}; see mysqld.log")));
         }
         Ok(())
     }
