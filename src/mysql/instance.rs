@@ -32,7 +32,7 @@ pub struct Observed {
     pub server_id: u32,
     pub read_only: bool,
     /// No account can write: super_read_only on MySQL (see
-    /// `sql::server_id_and_read_only`), read_only on MariaDB.
+    /// `sql::server_identity`), read_only on MariaDB.
     pub all_writes_refused: bool,
     /// MySQL's server_uuid, the source of the GTIDs it originates; None on
     /// MariaDB, whose GTIDs name the server_id.
@@ -93,14 +93,10 @@ impl Instance {
     }
 
     pub async fn observe(&mut self) -> Result<Observed, InstanceError> {
-        let (server_id, read_only, all_writes_refused): (u32, u8, u8) =
-            bounded("server_id", self.conn.query_first(sql::server_id_and_read_only(self.flavor)))
+        let (server_id, read_only, all_writes_refused, server_uuid): (u32, u8, u8, Option<String>) =
+            bounded("server_id", self.conn.query_first(sql::server_identity(self.flavor)))
                 .await??
                 .ok_or_else(|| InstanceError::Unexpected("no server_id".into()))?;
-        let server_uuid = match self.flavor.is_mariadb() {
-            true => None,
-            false => bounded("server_uuid", self.conn.query_first::<String, _>("SELECT @@server_uuid")).await??,
-        };
         let gtids = self.executed_gtids().await?;
         let gtid_set = self.gtid_state().await?;
         let replica = self.replica_status().await?;

@@ -110,16 +110,17 @@ pub fn set_read_only(flavor: Flavor, read_only: bool) -> &'static str {
     }
 }
 
-/// The server id, read_only, and whether the server refuses writes from every
-/// account. On MySQL that is super_read_only: read_only alone lets an account
-/// with SUPER or CONNECTION_ADMIN (the operator's, the mover's) write. On
-/// MariaDB read_only is enough, since no Switchyard account but the operator
-/// has READ_ONLY ADMIN.
-pub fn server_id_and_read_only(flavor: Flavor) -> &'static str {
+/// The server id, read_only, whether the server refuses writes from every
+/// account, and MySQL's server_uuid (NULL on MariaDB, whose GTIDs name the
+/// server_id). Every write refused is super_read_only on MySQL: read_only
+/// alone lets an account with SUPER or CONNECTION_ADMIN (the operator's, the
+/// mover's) write. On MariaDB read_only is enough, since no Switchyard account
+/// but the operator has READ_ONLY ADMIN.
+pub fn server_identity(flavor: Flavor) -> &'static str {
     if flavor.is_mariadb() {
-        "SELECT @@server_id, @@read_only, @@read_only"
+        "SELECT @@server_id, @@read_only, @@read_only, NULL"
     } else {
-        "SELECT @@server_id, @@read_only, @@super_read_only"
+        "SELECT @@server_id, @@read_only, @@super_read_only, @@server_uuid"
     }
 }
 
@@ -226,10 +227,8 @@ mod tests {
         assert_eq!(binlog_status(Flavor::MySql { major: 8, minor: 0 }), "SHOW MASTER STATUS");
         assert_eq!(binlog_status(Flavor::MySql { major: 8, minor: 4 }), "SHOW BINARY LOG STATUS");
         assert_eq!(binlog_status(Flavor::MySql { major: 9, minor: 1 }), "SHOW BINARY LOG STATUS");
-        assert!(server_id_and_read_only(Flavor::MySql { major: 8, minor: 4 }).contains("@@super_read_only"));
-        assert!(
-            server_id_and_read_only(Flavor::MariaDb { major: 10, minor: 11 }).ends_with("@@read_only, @@read_only")
-        );
+        assert!(server_identity(Flavor::MySql { major: 8, minor: 4 }).ends_with("@@super_read_only, @@server_uuid"));
+        assert!(server_identity(Flavor::MariaDb { major: 10, minor: 11 }).ends_with("@@read_only, @@read_only, NULL"));
     }
 
     #[test]

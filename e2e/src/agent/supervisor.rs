@@ -1,7 +1,7 @@
 //! One pod's life on this node, from binding to deletion: the part of a
 //! kubelet that syncs a pod. A supervisor task owns at most one server
-//! (mariadbd or mysqld) per pod, starts it (running the image's first-start contract when the datadir
-//! is empty), probes it, restarts it per restartPolicy with a capped backoff,
+//! (mariadbd or mysqld) per pod, starts it (running the image's first-start
+//! contract when the datadir is empty), probes it, restarts it per restartPolicy with a capped backoff,
 //! stops it gracefully on deletion, and reports all of it in the pod status.
 
 use std::collections::BTreeMap;
